@@ -1,0 +1,567 @@
+// api.cpp -- the C API: handles, tensor descriptors, argument validation and
+// dispatch to the CPU or CUDA backend. Every entry point validates all of its
+// arguments before any memory is touched, catches every C++ exception, and
+// leaves a thread-local message for lwGetLastErrorMessage().
+#include <cmath>
+#include <exception>
+#include <new>
+#include <sstream>
+#include <string>
+
+#include "../common/backend.h"
+
+struct lwContext {
+  lwDevice_t device = LW_DEVICE_CPU;
+  lw::CpuContext cpu;
+  lw::CudaContext cuda;
+};
+
+struct lwTensorStruct {
+  bool set = false;
+  lwDataType_t dtype = LW_FLOAT32;
+  int64_t rows = 0, cols = 0, stride = 0;
+};
+
+namespace lw {
+
+namespace {
+thread_local std::string g_last_error;
+}
+
+void set_error(const std::string &msg) { g_last_error = msg; }
+
+lwStatus_t fail(lwStatus_t status, const std::string &msg) {
+  set_error(msg);
+  return status;
+}
+
+namespace {
+
+const char *dtype_name(lwDataType_t t) {
+  switch (t) {
+    case LW_FLOAT32: return "float32";
+    case LW_FLOAT64: return "float64";
+    case LW_INT32: return "int32";
+  }
+  return "unknown";
+}
+
+std::string shape_str(const lwTensorStruct *d) {
+  std::ostringstream s;
+  s << "(" << d->rows << ", " << d->cols << ")";
+  return s.str();
+}
+
+// Thrown inside validation, caught at the API boundary as BAD_PARAM.
+struct BadParam {
+  std::string msg;
+};
+
+[[noreturn]] void bad(const std::string &msg) { throw BadParam{msg}; }
+
+void check_handle(lwHandle_t h) {
+  if (!h) bad("handle is NULL");
+}
+
+// A described, non-NULL tensor; data may be NULL only when the tensor is empty.
+const lwTensorStruct *tensor(const char *name, lwTensorDescriptor_t d, const void *data) {
+  if (!d) bad(std::string(name) + ": tensor descriptor is NULL");
+  if (!d->set) bad(std::string(name) + ": tensor descriptor was never set (lwSetTensor2dDescriptor)");
+  if (!data && d->rows > 0) bad(std::string(name) + ": data pointer is NULL");
+  return d;
+}
+
+void want_float(const char *name, const lwTensorStruct *d) {
+  if (d->dtype != LW_FLOAT32 && d->dtype != LW_FLOAT64)
+    bad(std::string(name) + ": dtype must be float32 or float64, got " + dtype_name(d->dtype));
+}
+
+void same_dtype(const char *name, const lwTensorStruct *d, const char *ref_name,
+                const lwTensorStruct *ref) {
+  if (d->dtype != ref->dtype)
+    bad(std::string(name) + ": dtype " + dtype_name(d->dtype) + " differs from " + ref_name +
+        "'s " + dtype_name(ref->dtype) + " (one dtype per call)");
+}
+
+void want_shape(const char *name, const lwTensorStruct *d, int64_t rows, int64_t cols) {
+  if (d->rows != rows || d->cols != cols) {
+    std::ostringstream s;
+    s << name << ": expected shape (" << rows << ", " << cols << "), got " << shape_str(d);
+    bad(s.str());
+  }
+}
+
+// A bias / 1 x n vector, read contiguously.
+void want_vector(const char *name, const lwTensorStruct *d, int64_t n) {
+  want_shape(name, d, 1, n);
+}
+
+void want_mode(lwActivationMode_t m) {
+  if (m < LW_ACTIVATION_IDENTITY || m > LW_ACTIVATION_THRESHOLD)
+    bad("activation: unknown mode " + std::to_string((int)m));
+}
+
+void want_finite(const char *name, double v) {
+  if (!std::isfinite(v)) bad(std::string(name) + " must be finite, got " + std::to_string(v));
+}
+
+DType dt(const lwTensorStruct *d) { return d->dtype == LW_FLOAT32 ? DType::F32 : DType::F64; }
+
+// Runs a validated call, mapping exceptions to statuses.
+template <typename F>
+lwStatus_t guarded(F &&f) {
+  try {
+    return f();
+  } catch (const BadParam &e) {
+    return fail(LW_STATUS_BAD_PARAM, e.msg);
+  } catch (const std::bad_alloc &) {
+    return fail(LW_STATUS_ALLOC_FAILED, "out of host memory");
+  } catch (const std::exception &e) {
+    return fail(LW_STATUS_INTERNAL_ERROR, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return fail(LW_STATUS_INTERNAL_ERROR, "internal error: unknown exception");
+  }
+}
+
+// Calls the backend that matches the handle's device.
+#ifdef LAYERWISE_WITH_CUDA
+#define LW_DISPATCH(h, fn, args) \
+  ((h)->device == LW_DEVICE_CUDA ? lw::cuda::fn((h)->cuda, args) : lw::cpu::fn((h)->cpu, args))
+#else
+#define LW_DISPATCH(h, fn, args) lw::cpu::fn((h)->cpu, args)
+#endif
+
+}  // namespace
+}  // namespace lw
+
+using namespace lw;
+
+extern "C" {
+
+const char *lwGetErrorString(lwStatus_t status) {
+  switch (status) {
+    case LW_STATUS_SUCCESS: return "LW_STATUS_SUCCESS";
+    case LW_STATUS_BAD_PARAM: return "LW_STATUS_BAD_PARAM";
+    case LW_STATUS_NOT_SUPPORTED: return "LW_STATUS_NOT_SUPPORTED";
+    case LW_STATUS_ALLOC_FAILED: return "LW_STATUS_ALLOC_FAILED";
+    case LW_STATUS_EXECUTION_FAILED: return "LW_STATUS_EXECUTION_FAILED";
+    case LW_STATUS_INTERNAL_ERROR: return "LW_STATUS_INTERNAL_ERROR";
+  }
+  return "LW_STATUS_UNKNOWN";
+}
+
+const char *lwGetLastErrorMessage(void) { return g_last_error.c_str(); }
+
+size_t lwGetVersion(void) { return LAYERWISE_VERSION; }
+
+const char *lwGetCompiledIsas(void) { return cpu::compiled_isas(); }
+const char *lwGetActiveIsa(void) { return cpu::active_isa(); }
+
+int lwCudaCompiled(void) {
+#ifdef LAYERWISE_WITH_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int lwCudaDeviceCount(void) {
+#ifdef LAYERWISE_WITH_CUDA
+  try {
+    return cuda::device_count();
+  } catch (...) {
+    return 0;
+  }
+#else
+  return 0;
+#endif
+}
+
+lwStatus_t lwCreate(lwHandle_t *handle, lwDevice_t device) {
+  return guarded([&] {
+    if (!handle) bad("handle: output pointer is NULL");
+    *handle = nullptr;
+    if (device != LW_DEVICE_CPU && device != LW_DEVICE_CUDA)
+      bad("device: must be LW_DEVICE_CPU or LW_DEVICE_CUDA, got " + std::to_string((int)device));
+    auto *ctx = new lwContext;
+    ctx->device = device;
+    ctx->cpu.num_threads = cpu::max_threads();
+    if (device == LW_DEVICE_CUDA) {
+#ifdef LAYERWISE_WITH_CUDA
+      lwStatus_t st = cuda::context_create(&ctx->cuda);
+      if (st != LW_STATUS_SUCCESS) {
+        delete ctx;
+        return st;
+      }
+#else
+      delete ctx;
+      return fail(LW_STATUS_NOT_SUPPORTED,
+                  "device: this build of layerwise has no CUDA backend (built with LAYERWISE_CUDA=OFF "
+                  "or without nvcc)");
+#endif
+    }
+    *handle = ctx;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwDestroy(lwHandle_t handle) {
+  return guarded([&] {
+    check_handle(handle);
+#ifdef LAYERWISE_WITH_CUDA
+    if (handle->device == LW_DEVICE_CUDA) cuda::context_destroy(&handle->cuda);
+#endif
+    delete handle;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetDevice(lwHandle_t handle, lwDevice_t *device) {
+  return guarded([&] {
+    check_handle(handle);
+    if (!device) bad("device: output pointer is NULL");
+    *device = handle->device;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwSetNumThreads(lwHandle_t handle, int n) {
+  return guarded([&] {
+    check_handle(handle);
+    handle->cpu.num_threads = n > 0 ? n : cpu::max_threads();
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetNumThreads(lwHandle_t handle, int *n) {
+  return guarded([&] {
+    check_handle(handle);
+    if (!n) bad("n: output pointer is NULL");
+    *n = handle->cpu.num_threads;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwSetStream(lwHandle_t handle, void *stream) {
+  return guarded([&] {
+    check_handle(handle);
+    if (handle->device != LW_DEVICE_CUDA)
+      return fail(LW_STATUS_NOT_SUPPORTED, "lwSetStream: streams exist only on CUDA handles");
+    handle->cuda.stream = stream;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetStream(lwHandle_t handle, void **stream) {
+  return guarded([&] {
+    check_handle(handle);
+    if (!stream) bad("stream: output pointer is NULL");
+    if (handle->device != LW_DEVICE_CUDA)
+      return fail(LW_STATUS_NOT_SUPPORTED, "lwGetStream: streams exist only on CUDA handles");
+    *stream = handle->cuda.stream;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwCreateTensorDescriptor(lwTensorDescriptor_t *desc) {
+  return guarded([&] {
+    if (!desc) bad("desc: output pointer is NULL");
+    *desc = new lwTensorStruct;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwSetTensor2dDescriptor(lwTensorDescriptor_t desc, lwDataType_t dtype, int64_t rows,
+                                   int64_t cols, int64_t row_stride) {
+  return guarded([&] {
+    if (!desc) bad("desc is NULL");
+    if (dtype != LW_FLOAT32 && dtype != LW_FLOAT64 && dtype != LW_INT32)
+      bad("dtype: unknown data type " + std::to_string((int)dtype));
+    if (rows < 0) bad("rows must be >= 0, got " + std::to_string(rows));
+    if (cols < 1) bad("cols must be >= 1, got " + std::to_string(cols));
+    if (row_stride < cols)
+      bad("row_stride (" + std::to_string(row_stride) + ") must be >= cols (" +
+          std::to_string(cols) + ")");
+    desc->set = true;
+    desc->dtype = dtype;
+    desc->rows = rows;
+    desc->cols = cols;
+    desc->stride = row_stride;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetTensor2dDescriptor(lwTensorDescriptor_t desc, lwDataType_t *dtype, int64_t *rows,
+                                   int64_t *cols, int64_t *row_stride) {
+  return guarded([&] {
+    if (!desc) bad("desc is NULL");
+    if (!desc->set) bad("desc was never set");
+    if (dtype) *dtype = desc->dtype;
+    if (rows) *rows = desc->rows;
+    if (cols) *cols = desc->cols;
+    if (row_stride) *row_stride = desc->stride;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwDestroyTensorDescriptor(lwTensorDescriptor_t desc) {
+  return guarded([&] {
+    if (!desc) bad("desc is NULL");
+    delete desc;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwLinearForward(lwHandle_t handle, double alpha, lwTensorDescriptor_t xDesc,
+                           const void *x, lwTensorDescriptor_t wDesc, const void *w,
+                           lwTensorDescriptor_t bDesc, const void *b,
+                           lwActivationMode_t activation, double beta, lwTensorDescriptor_t yDesc,
+                           void *y) {
+  return guarded([&] {
+    check_handle(handle);
+    auto *xd = tensor("x", xDesc, x);
+    auto *wd = tensor("w", wDesc, w);
+    if (!w) bad("w: data pointer is NULL");
+    auto *yd = tensor("y", yDesc, y);
+    want_float("x", xd);
+    same_dtype("w", wd, "x", xd);
+    same_dtype("y", yd, "x", xd);
+    want_mode(activation);
+    if (wd->cols != xd->cols) {
+      std::ostringstream s;
+      s << "w: shape " << shape_str(wd) << " does not chain with x " << shape_str(xd)
+        << " (w must be (out_features, " << xd->cols << "))";
+      bad(s.str());
+    }
+    want_shape("y", yd, xd->rows, wd->rows);
+    if (b || bDesc) {
+      auto *bd = tensor("b", bDesc, b);
+      if (!b) bad("b: data pointer is NULL but bDesc is set");
+      same_dtype("b", bd, "x", xd);
+      want_vector("b", bd, wd->rows);
+    }
+    LinearForwardArgs a{dt(xd), xd->rows, xd->cols, wd->rows, x, xd->stride, w, wd->stride,
+                        b, y, yd->stride, activation, alpha, beta};
+    if (a.n == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, linear_forward, a);
+  });
+}
+
+lwStatus_t lwLinearBackwardData(lwHandle_t handle, double alpha, lwTensorDescriptor_t dyDesc,
+                                const void *dy, lwTensorDescriptor_t wDesc, const void *w,
+                                double beta, lwTensorDescriptor_t dxDesc, void *dx) {
+  return guarded([&] {
+    check_handle(handle);
+    auto *dyd = tensor("dy", dyDesc, dy);
+    auto *wd = tensor("w", wDesc, w);
+    if (!w) bad("w: data pointer is NULL");
+    auto *dxd = tensor("dx", dxDesc, dx);
+    want_float("dy", dyd);
+    same_dtype("w", wd, "dy", dyd);
+    same_dtype("dx", dxd, "dy", dyd);
+    if (wd->rows != dyd->cols) {
+      std::ostringstream s;
+      s << "w: shape " << shape_str(wd) << " does not chain with dy " << shape_str(dyd)
+        << " (w must be (" << dyd->cols << ", in_features))";
+      bad(s.str());
+    }
+    want_shape("dx", dxd, dyd->rows, wd->cols);
+    LinearBackwardDataArgs a{dt(dyd), dyd->rows, wd->cols, wd->rows, dy, dyd->stride,
+                             w, wd->stride, dx, dxd->stride, alpha, beta};
+    if (a.n == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, linear_backward_data, a);
+  });
+}
+
+lwStatus_t lwLinearBackwardWeights(lwHandle_t handle, double alpha, lwTensorDescriptor_t dyDesc,
+                                   const void *dy, lwTensorDescriptor_t xDesc, const void *x,
+                                   double beta, lwTensorDescriptor_t dwDesc, void *dw,
+                                   lwTensorDescriptor_t dbDesc, void *db) {
+  return guarded([&] {
+    check_handle(handle);
+    auto *dyd = tensor("dy", dyDesc, dy);
+    auto *xd = tensor("x", xDesc, x);
+    auto *dwd = tensor("dw", dwDesc, dw);
+    if (!dw) bad("dw: data pointer is NULL");
+    want_float("dy", dyd);
+    same_dtype("x", xd, "dy", dyd);
+    same_dtype("dw", dwd, "dy", dyd);
+    if (xd->rows != dyd->rows) {
+      std::ostringstream s;
+      s << "x: has " << xd->rows << " rows but dy has " << dyd->rows << " (one row per sample)";
+      bad(s.str());
+    }
+    want_shape("dw", dwd, dyd->cols, xd->cols);
+    if (db || dbDesc) {
+      auto *dbd = tensor("db", dbDesc, db);
+      if (!db) bad("db: data pointer is NULL but dbDesc is set");
+      same_dtype("db", dbd, "dy", dyd);
+      want_vector("db", dbd, dyd->cols);
+    }
+    LinearBackwardWeightsArgs a{dt(dyd), dyd->rows, xd->cols, dyd->cols, dy, dyd->stride,
+                                x, xd->stride, dw, dwd->stride, db, alpha, beta};
+    return LW_DISPATCH(handle, linear_backward_weights, a);  // n == 0 still scales dw by beta
+  });
+}
+
+lwStatus_t lwActivationForward(lwHandle_t handle, lwActivationMode_t mode, double alpha,
+                               lwTensorDescriptor_t xDesc, const void *x, double beta,
+                               lwTensorDescriptor_t yDesc, void *y) {
+  return guarded([&] {
+    check_handle(handle);
+    want_mode(mode);
+    auto *xd = tensor("x", xDesc, x);
+    auto *yd = tensor("y", yDesc, y);
+    want_float("x", xd);
+    same_dtype("y", yd, "x", xd);
+    want_shape("y", yd, xd->rows, xd->cols);
+    ActivationForwardArgs a{dt(xd), xd->rows, xd->cols, x, xd->stride, y, yd->stride,
+                            mode, alpha, beta};
+    if (a.rows == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, activation_forward, a);
+  });
+}
+
+lwStatus_t lwActivationBackward(lwHandle_t handle, lwActivationMode_t mode, double alpha,
+                                lwTensorDescriptor_t yDesc, const void *y,
+                                lwTensorDescriptor_t dyDesc, const void *dy,
+                                lwTensorDescriptor_t xDesc, const void *x, double beta,
+                                lwTensorDescriptor_t dxDesc, void *dx) {
+  return guarded([&] {
+    check_handle(handle);
+    want_mode(mode);
+    auto *yd = tensor("y", yDesc, y);
+    auto *dyd = tensor("dy", dyDesc, dy);
+    auto *dxd = tensor("dx", dxDesc, dx);
+    want_float("y", yd);
+    same_dtype("dy", dyd, "y", yd);
+    same_dtype("dx", dxd, "y", yd);
+    want_shape("dy", dyd, yd->rows, yd->cols);
+    want_shape("dx", dxd, yd->rows, yd->cols);
+    int64_t ldx = 0;
+    if (x || xDesc) {
+      auto *xd = tensor("x", xDesc, x);
+      if (!x && xd->rows > 0) bad("x: data pointer is NULL but xDesc is set");
+      same_dtype("x", xd, "y", yd);
+      want_shape("x", xd, yd->rows, yd->cols);
+      ldx = xd->stride;
+    }
+    ActivationBackwardArgs a{dt(yd), yd->rows, yd->cols, y, yd->stride, dy, dyd->stride,
+                             x, ldx, dx, dxd->stride, mode, alpha, beta};
+    if (a.rows == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, activation_backward, a);
+  });
+}
+
+lwStatus_t lwSoftmaxForward(lwHandle_t handle, double alpha, lwTensorDescriptor_t xDesc,
+                            const void *x, double beta, lwTensorDescriptor_t yDesc, void *y) {
+  return guarded([&] {
+    check_handle(handle);
+    auto *xd = tensor("x", xDesc, x);
+    auto *yd = tensor("y", yDesc, y);
+    want_float("x", xd);
+    same_dtype("y", yd, "x", xd);
+    want_shape("y", yd, xd->rows, xd->cols);
+    SoftmaxArgs a{dt(xd), xd->rows, xd->cols, x, xd->stride, y, yd->stride, alpha, beta};
+    if (a.rows == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, softmax_forward, a);
+  });
+}
+
+lwStatus_t lwLossForwardBackward(lwHandle_t handle, lwLossMode_t loss,
+                                 lwTensorDescriptor_t predDesc, const void *pred,
+                                 lwTensorDescriptor_t targetDesc, const void *target,
+                                 double *loss_value, lwTensorDescriptor_t gradDesc, void *grad) {
+  return guarded([&] {
+    check_handle(handle);
+    if (loss < LW_LOSS_QUADRATIC || loss > LW_LOSS_SOFTMAX_CROSS_ENTROPY)
+      bad("loss: unknown loss mode " + std::to_string((int)loss));
+    auto *pd = tensor("pred", predDesc, pred);
+    auto *td = tensor("target", targetDesc, target);
+    want_float("pred", pd);
+    if (loss == LW_LOSS_SOFTMAX_CROSS_ENTROPY) {
+      if (td->dtype != LW_INT32)
+        bad(std::string("target: softmax cross-entropy takes int32 class ids, got ") +
+            dtype_name(td->dtype));
+      want_shape("target", td, pd->rows, 1);
+    } else {
+      same_dtype("target", td, "pred", pd);
+      want_shape("target", td, pd->rows, pd->cols);
+    }
+    int64_t ldg = 0;
+    if (grad || gradDesc) {
+      auto *gd = tensor("grad", gradDesc, grad);
+      if (!grad && gd->rows > 0) bad("grad: data pointer is NULL but gradDesc is set");
+      same_dtype("grad", gd, "pred", pd);
+      want_shape("grad", gd, pd->rows, pd->cols);
+      ldg = gd->stride;
+    }
+    // Labels live in host memory on CPU handles: range-check them before any write.
+    if (loss == LW_LOSS_SOFTMAX_CROSS_ENTROPY && handle->device == LW_DEVICE_CPU) {
+      const int32_t *lab = static_cast<const int32_t *>(target);
+      for (int64_t i = 0; i < pd->rows; ++i) {
+        const int32_t v = lab[i * td->stride];
+        if (v < 0 || v >= pd->cols) {
+          std::ostringstream s;
+          s << "target: class id " << v << " at row " << i << " is out of range [0, " << pd->cols
+            << ")";
+          bad(s.str());
+        }
+      }
+    }
+    LossArgs a{dt(pd), loss, pd->rows, pd->cols, pred, pd->stride, target, td->stride,
+               grad, ldg, loss_value};
+    if (a.rows == 0) {
+      if (loss_value) *loss_value = 0.0;
+      return LW_STATUS_SUCCESS;
+    }
+    return LW_DISPATCH(handle, loss_forward_backward, a);
+  });
+}
+
+lwStatus_t lwSgdUpdate(lwHandle_t handle, double lr, double momentum, double weight_decay,
+                       int nesterov, lwTensorDescriptor_t paramDesc, void *param, const void *grad,
+                       void *velocity) {
+  return guarded([&] {
+    check_handle(handle);
+    want_finite("lr", lr);
+    want_finite("momentum", momentum);
+    want_finite("weight_decay", weight_decay);
+    if (momentum < 0) bad("momentum must be >= 0, got " + std::to_string(momentum));
+    auto *pd = tensor("param", paramDesc, param);
+    want_float("param", pd);
+    if (!grad && pd->rows > 0) bad("grad: data pointer is NULL");
+    if (momentum != 0 && !velocity && pd->rows > 0)
+      bad("velocity: NULL, but momentum != 0 needs a velocity buffer");
+    if (nesterov && momentum <= 0) bad("nesterov: needs momentum > 0");
+    SgdArgs a{dt(pd), pd->rows, pd->cols, pd->stride, param, grad,
+              momentum != 0 ? velocity : nullptr, lr, momentum, weight_decay, nesterov != 0};
+    if (a.rows == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, sgd_update, a);
+  });
+}
+
+lwStatus_t lwBernoulliSample(lwHandle_t handle, uint64_t seed, uint64_t offset,
+                             lwTensorDescriptor_t pDesc, const void *p, double p_scalar,
+                             lwTensorDescriptor_t yDesc, void *y) {
+  return guarded([&] {
+    check_handle(handle);
+    auto *yd = tensor("y", yDesc, y);
+    want_float("y", yd);
+    int64_t ldp = 0;
+    if (p || pDesc) {
+      auto *pd = tensor("p", pDesc, p);
+      if (!p && pd->rows > 0) bad("p: data pointer is NULL but pDesc is set");
+      same_dtype("p", pd, "y", yd);
+      want_shape("p", pd, yd->rows, yd->cols);
+      ldp = pd->stride;
+    } else if (std::isnan(p_scalar)) {
+      bad("p_scalar must not be NaN");
+    }
+    BernoulliArgs a{dt(yd), yd->rows, yd->cols, p, ldp, p_scalar, y, yd->stride, seed, offset};
+    if (a.rows == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, bernoulli_sample, a);
+  });
+}
+
+}  // extern "C"

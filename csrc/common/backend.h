@@ -1,0 +1,165 @@
+// backend.h -- the internal contract between the C API layer (csrc/api) and the
+// backends (csrc/cpu always, csrc/cuda when built). The API layer validates every
+// argument, then hands a backend one plain struct per primitive: raw pointers,
+// sizes and leading dimensions (row strides, in elements), all already checked.
+// A backend may assume: sizes >= 0, leading dims >= cols, pointers non-NULL
+// where required, one floating dtype. Backends report failures by returning a
+// status after calling lw::set_error().
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "layerwise/layerwise.h"
+
+namespace lw {
+
+enum class DType : int { F32 = LW_FLOAT32, F64 = LW_FLOAT64 };
+
+// Records the thread-local message that lwGetLastErrorMessage() returns.
+void set_error(const std::string &msg);
+// Convenience: set_error(msg) and return status.
+lwStatus_t fail(lwStatus_t status, const std::string &msg);
+
+struct CpuContext {
+  int num_threads = 0;  // resolved, >= 1
+};
+
+struct CudaContext {
+  void *stream = nullptr;  // cudaStream_t
+  int device = 0;
+  void *scratch = nullptr;  // device scratch owned by the handle (loss reductions etc.)
+  size_t scratch_bytes = 0;
+};
+
+// y (n, out) = alpha * act(x (n, in) w^T (in, out) + b (out)) + beta * y
+struct LinearForwardArgs {
+  DType dtype;
+  int64_t n, in, out;
+  const void *x; int64_t ldx;
+  const void *w; int64_t ldw;
+  const void *b;            // contiguous, length out; may be null
+  void *y; int64_t ldy;
+  lwActivationMode_t act;
+  double alpha, beta;
+};
+
+// dx (n, in) = alpha * dy (n, out) w (out, in) + beta * dx
+struct LinearBackwardDataArgs {
+  DType dtype;
+  int64_t n, in, out;
+  const void *dy; int64_t lddy;
+  const void *w; int64_t ldw;
+  void *dx; int64_t lddx;
+  double alpha, beta;
+};
+
+// dw (out, in) = alpha * dy^T (out, n) x (n, in) + beta * dw
+// db (out)     = alpha * sum_rows dy + beta * db          (db may be null)
+struct LinearBackwardWeightsArgs {
+  DType dtype;
+  int64_t n, in, out;
+  const void *dy; int64_t lddy;
+  const void *x; int64_t ldx;
+  void *dw; int64_t lddw;
+  void *db;                 // contiguous, length out; may be null
+  double alpha, beta;
+};
+
+// y = alpha * act(x) + beta * y, (rows, cols)
+struct ActivationForwardArgs {
+  DType dtype;
+  int64_t rows, cols;
+  const void *x; int64_t ldx;
+  void *y; int64_t ldy;
+  lwActivationMode_t mode;
+  double alpha, beta;
+};
+
+// dx = alpha * act'(.) * dy + beta * dx. x may be null (then RELU uses y).
+struct ActivationBackwardArgs {
+  DType dtype;
+  int64_t rows, cols;
+  const void *y; int64_t ldy;
+  const void *dy; int64_t lddy;
+  const void *x; int64_t ldx;
+  void *dx; int64_t lddx;
+  lwActivationMode_t mode;
+  double alpha, beta;
+};
+
+// y = alpha * softmax_rows(x) + beta * y
+struct SoftmaxArgs {
+  DType dtype;
+  int64_t rows, cols;
+  const void *x; int64_t ldx;
+  void *y; int64_t ldy;
+  double alpha, beta;
+};
+
+// See lwLossMode_t. target: same dtype as pred (QUADRATIC, BCE) or int32 ids (n)
+// with stride ldt (SOFTMAX_CROSS_ENTROPY; labels already range-checked on CPU).
+struct LossArgs {
+  DType dtype;
+  lwLossMode_t loss;
+  int64_t rows, cols;
+  const void *pred; int64_t ldp;
+  const void *target; int64_t ldt;
+  void *grad; int64_t ldg;  // may be null
+  double *loss_value;       // host; may be null
+};
+
+// In-place SGD (torch.optim.SGD convention); param, grad, velocity share ld.
+struct SgdArgs {
+  DType dtype;
+  int64_t rows, cols, ld;
+  void *param;
+  const void *grad;
+  void *velocity;           // null iff momentum == 0
+  double lr, momentum, weight_decay;
+  bool nesterov;
+};
+
+// y = 1[u < p], counter for (r, c) = offset + r * cols + c (see rng.h).
+struct BernoulliArgs {
+  DType dtype;
+  int64_t rows, cols;
+  const void *p; int64_t ldp;  // may be null: use p_scalar
+  double p_scalar;
+  void *y; int64_t ldy;
+  uint64_t seed, offset;
+};
+
+namespace cpu {
+lwStatus_t linear_forward(const CpuContext &, const LinearForwardArgs &);
+lwStatus_t linear_backward_data(const CpuContext &, const LinearBackwardDataArgs &);
+lwStatus_t linear_backward_weights(const CpuContext &, const LinearBackwardWeightsArgs &);
+lwStatus_t activation_forward(const CpuContext &, const ActivationForwardArgs &);
+lwStatus_t activation_backward(const CpuContext &, const ActivationBackwardArgs &);
+lwStatus_t softmax_forward(const CpuContext &, const SoftmaxArgs &);
+lwStatus_t loss_forward_backward(const CpuContext &, const LossArgs &);
+lwStatus_t sgd_update(const CpuContext &, const SgdArgs &);
+lwStatus_t bernoulli_sample(const CpuContext &, const BernoulliArgs &);
+int max_threads();
+const char *compiled_isas();
+const char *active_isa();
+}  // namespace cpu
+
+#ifdef LAYERWISE_WITH_CUDA
+namespace cuda {
+int device_count();  // never fails; 0 without driver/GPU
+lwStatus_t context_create(CudaContext *);   // picks the current device, checks arch
+void context_destroy(CudaContext *);
+lwStatus_t linear_forward(const CudaContext &, const LinearForwardArgs &);
+lwStatus_t linear_backward_data(const CudaContext &, const LinearBackwardDataArgs &);
+lwStatus_t linear_backward_weights(const CudaContext &, const LinearBackwardWeightsArgs &);
+lwStatus_t activation_forward(const CudaContext &, const ActivationForwardArgs &);
+lwStatus_t activation_backward(const CudaContext &, const ActivationBackwardArgs &);
+lwStatus_t softmax_forward(const CudaContext &, const SoftmaxArgs &);
+lwStatus_t loss_forward_backward(const CudaContext &, const LossArgs &);  // syncs the stream
+lwStatus_t sgd_update(const CudaContext &, const SgdArgs &);
+lwStatus_t bernoulli_sample(const CudaContext &, const BernoulliArgs &);
+}  // namespace cuda
+#endif
+
+}  // namespace lw

@@ -1,0 +1,62 @@
+// gemm_reference.cpp -- a plain, correct matrix product with the fused epilogue
+// (see gemm.h). Parallel over rows of C; each thread accumulates one row of C in
+// a private buffer, then applies bias, activation and alpha/beta blending.
+#include <algorithm>
+#include <vector>
+
+#include "../common/activation_math.h"
+#include "gemm.h"
+
+namespace lw::cpu {
+
+template <typename T>
+void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T *A,
+                    int64_t lda, const T *B, int64_t ldb, T *C, int64_t ldc,
+                    const GemmEpilogue<T> &ep, int nthreads) {
+  if (M <= 0 || N <= 0) return;
+#pragma omp parallel num_threads(std::max(1, std::min<int>(nthreads, (int)M)))
+  {
+    std::vector<T> acc(N);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M; ++i) {
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t k = 0; k < K; ++k) {
+        const T a = trans_a ? A[k * lda + i] : A[i * lda + k];
+        if (!trans_b) {
+          const T *b = B + k * ldb;  // (N)
+          for (int64_t j = 0; j < N; ++j) acc[j] += a * b[j];
+        } else {
+          for (int64_t j = 0; j < N; ++j) acc[j] += a * B[j * ldb + k];
+        }
+      }
+      T *c = C + i * ldc;
+      for (int64_t j = 0; j < N; ++j) {
+        T v = acc[j] + (ep.bias ? ep.bias[j] : T(0));
+        v = activate(ep.act, v);
+        c[j] = blend(ep.alpha, ep.beta, v, c + j);
+      }
+    }
+  }
+}
+
+template void gemm_reference<float>(bool, bool, int64_t, int64_t, int64_t, const float *, int64_t,
+                                    const float *, int64_t, float *, int64_t,
+                                    const GemmEpilogue<float> &, int);
+template void gemm_reference<double>(bool, bool, int64_t, int64_t, int64_t, const double *,
+                                     int64_t, const double *, int64_t, double *, int64_t,
+                                     const GemmEpilogue<double> &, int);
+
+// Until the packed kernels land, gemm() is the reference.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda,
+          const T *B, int64_t ldb, T *C, int64_t ldc, const GemmEpilogue<T> &ep, int nthreads) {
+  gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ep, nthreads);
+}
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, const float *, int64_t,
+                          const float *, int64_t, float *, int64_t, const GemmEpilogue<float> &,
+                          int);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, const double *, int64_t,
+                           const double *, int64_t, double *, int64_t,
+                           const GemmEpilogue<double> &, int);
+
+}  // namespace lw::cpu

@@ -1,0 +1,228 @@
+/*
+ * layerwise.h -- the public C API of layerwise.
+ *
+ * cuDNN-style primitives for dense (fully connected) networks: a handle says
+ * where the pointers live (CPU or CUDA), tensor descriptors describe 2-D
+ * row-major matrices, and every primitive blends its result into its output as
+ *
+ *     out = alpha * result + beta * out
+ *
+ * with alpha and beta given as host doubles. When beta == 0 the output is
+ * never read, so NaN garbage in it cannot leak into the result.
+ *
+ * Every function returns an lwStatus_t; no C++ exception crosses this API.
+ * On LW_STATUS_BAD_PARAM (and other failures) lwGetLastErrorMessage() says,
+ * for the calling thread, which argument was wrong and why. All arguments are
+ * validated before any memory is touched.
+ *
+ * Conventions
+ *   - A tensor is a 2-D row-major matrix (rows, cols) whose rows start
+ *     row_stride elements apart (row_stride >= cols). A vector such as a bias
+ *     is a 1 x n tensor; class labels are an n x 1 LW_INT32 tensor.
+ *   - A dense layer's weight W has shape (out_features, in_features); the
+ *     lecture writes its entries alpha_ji (from unit i to unit j).
+ *   - A batch with 0 rows is valid: outputs are untouched, loss values are 0.
+ *   - All tensors of one call share one floating dtype (labels excepted).
+ */
+#ifndef LAYERWISE_LAYERWISE_H_
+#define LAYERWISE_LAYERWISE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(LAYERWISE_SHARED_BUILD)
+#define LW_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define LW_API __attribute__((visibility("default")))
+#else
+#define LW_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LAYERWISE_VERSION_MAJOR 0
+#define LAYERWISE_VERSION_MINOR 1
+#define LAYERWISE_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as lwGetVersion() returns it. */
+#define LAYERWISE_VERSION \
+  (LAYERWISE_VERSION_MAJOR * 10000 + LAYERWISE_VERSION_MINOR * 100 + LAYERWISE_VERSION_PATCH)
+
+typedef enum {
+  LW_STATUS_SUCCESS = 0,
+  LW_STATUS_BAD_PARAM = 1,        /* an argument is invalid; nothing was touched */
+  LW_STATUS_NOT_SUPPORTED = 2,    /* valid request this build/handle cannot serve */
+  LW_STATUS_ALLOC_FAILED = 3,     /* host or device memory could not be allocated */
+  LW_STATUS_EXECUTION_FAILED = 4, /* a kernel failed to launch or run */
+  LW_STATUS_INTERNAL_ERROR = 5    /* a bug in layerwise */
+} lwStatus_t;
+
+typedef enum { LW_DEVICE_CPU = 0, LW_DEVICE_CUDA = 1 } lwDevice_t;
+
+typedef enum { LW_FLOAT32 = 0, LW_FLOAT64 = 1, LW_INT32 = 2 } lwDataType_t;
+
+/*
+ * Activations, applied elementwise.
+ *   IDENTITY  y = x                    dx = dy
+ *   SIGMOID   y = 1 / (1 + exp(-x))    dx = dy * y * (1 - y)
+ *   TANH      y = tanh(x)              dx = dy * (1 - y * y)
+ *   RELU      y = max(x, 0)            dx = dy * 1[x > 0]   (needs x; y works too: 1[y > 0])
+ *   THRESHOLD y = 1[x > 0]             dx = 0
+ * THRESHOLD is the lecture's linear threshold unit. Its derivative is zero
+ * almost everywhere (and undefined at 0), so no gradient flows through it:
+ * that is exactly why the lecture replaces it with the sigmoid.
+ * NaN inputs propagate for IDENTITY, SIGMOID, TANH and RELU; THRESHOLD maps NaN to 0.
+ */
+typedef enum {
+  LW_ACTIVATION_IDENTITY = 0,
+  LW_ACTIVATION_SIGMOID = 1,
+  LW_ACTIVATION_TANH = 2,
+  LW_ACTIVATION_RELU = 3,
+  LW_ACTIVATION_THRESHOLD = 4
+} lwActivationMode_t;
+
+/*
+ * Losses over a batch of n rows (see lwLossForwardBackward).
+ *   QUADRATIC             C = 1/(2n) sum_rows ||pred - target||^2,  grad = (pred - target) / n
+ *   BINARY_CROSS_ENTROPY  C = -1/n sum (t log p + (1 - t) log(1 - p)), summed over outputs,
+ *                         with p clamped to [LW_BCE_EPS, 1 - LW_BCE_EPS] (eps = 1e-7 for
+ *                         float32 and 1e-12 for float64); grad = (p - t) / (p (1 - p)) / n
+ *                         evaluated at the clamped p
+ *   SOFTMAX_CROSS_ENTROPY pred = logits, target = int32 class ids (n x 1),
+ *                         C = -1/n sum log softmax(pred)[label], grad = (softmax - onehot) / n
+ */
+typedef enum {
+  LW_LOSS_QUADRATIC = 0,
+  LW_LOSS_BINARY_CROSS_ENTROPY = 1,
+  LW_LOSS_SOFTMAX_CROSS_ENTROPY = 2
+} lwLossMode_t;
+
+#define LW_BCE_EPS_FLOAT32 1e-7
+#define LW_BCE_EPS_FLOAT64 1e-12
+
+typedef struct lwContext *lwHandle_t;
+typedef struct lwTensorStruct *lwTensorDescriptor_t;
+
+/* ---- status, errors, version -------------------------------------------- */
+LW_API const char *lwGetErrorString(lwStatus_t status);
+/* Message of the last failing call on this thread ("" if none). */
+LW_API const char *lwGetLastErrorMessage(void);
+LW_API size_t lwGetVersion(void);
+
+/* ---- handles -------------------------------------------------------------
+ * lwCreate(LW_DEVICE_CUDA) returns NOT_SUPPORTED in a build without CUDA and
+ * EXECUTION_FAILED (with a message) when no usable GPU or driver is found. */
+LW_API lwStatus_t lwCreate(lwHandle_t *handle, lwDevice_t device);
+LW_API lwStatus_t lwDestroy(lwHandle_t handle);
+LW_API lwStatus_t lwGetDevice(lwHandle_t handle, lwDevice_t *device);
+/* CPU: threads used by this handle's kernels; n <= 0 means "all cores". */
+LW_API lwStatus_t lwSetNumThreads(lwHandle_t handle, int n);
+LW_API lwStatus_t lwGetNumThreads(lwHandle_t handle, int *n);
+/* CUDA: bind a cudaStream_t (NULL = legacy default stream). NOT_SUPPORTED on CPU handles. */
+LW_API lwStatus_t lwSetStream(lwHandle_t handle, void *stream);
+LW_API lwStatus_t lwGetStream(lwHandle_t handle, void **stream);
+
+/* ---- tensor descriptors ------------------------------------------------- */
+LW_API lwStatus_t lwCreateTensorDescriptor(lwTensorDescriptor_t *desc);
+/* rows >= 0, cols >= 1, row_stride >= cols (a 0-row tensor is allowed). */
+LW_API lwStatus_t lwSetTensor2dDescriptor(lwTensorDescriptor_t desc, lwDataType_t dtype,
+                                          int64_t rows, int64_t cols, int64_t row_stride);
+LW_API lwStatus_t lwGetTensor2dDescriptor(lwTensorDescriptor_t desc, lwDataType_t *dtype,
+                                          int64_t *rows, int64_t *cols, int64_t *row_stride);
+LW_API lwStatus_t lwDestroyTensorDescriptor(lwTensorDescriptor_t desc);
+
+/* ---- dense layers --------------------------------------------------------
+ * x (n, in), w (out, in), b (1, out) or NULL, y (n, out):
+ *     y = alpha * act(x w^T + b) + beta * y                                  */
+LW_API lwStatus_t lwLinearForward(lwHandle_t handle, double alpha,
+                                  lwTensorDescriptor_t xDesc, const void *x,
+                                  lwTensorDescriptor_t wDesc, const void *w,
+                                  lwTensorDescriptor_t bDesc, const void *b,
+                                  lwActivationMode_t activation, double beta,
+                                  lwTensorDescriptor_t yDesc, void *y);
+
+/* dy (n, out), w (out, in), dx (n, in):  dx = alpha * dy w + beta * dx       */
+LW_API lwStatus_t lwLinearBackwardData(lwHandle_t handle, double alpha,
+                                       lwTensorDescriptor_t dyDesc, const void *dy,
+                                       lwTensorDescriptor_t wDesc, const void *w, double beta,
+                                       lwTensorDescriptor_t dxDesc, void *dx);
+
+/* dy (n, out), x (n, in), dw (out, in), db (1, out) or NULL:
+ *     dw = alpha * dy^T x + beta * dw,  db = alpha * sum_rows(dy) + beta * db
+ * beta = 1 accumulates into existing gradients.                              */
+LW_API lwStatus_t lwLinearBackwardWeights(lwHandle_t handle, double alpha,
+                                          lwTensorDescriptor_t dyDesc, const void *dy,
+                                          lwTensorDescriptor_t xDesc, const void *x, double beta,
+                                          lwTensorDescriptor_t dwDesc, void *dw,
+                                          lwTensorDescriptor_t dbDesc, void *db);
+
+/* ---- activations --------------------------------------------------------
+ * y = alpha * act(x) + beta * y   (x and y may be the same memory when beta == 0) */
+LW_API lwStatus_t lwActivationForward(lwHandle_t handle, lwActivationMode_t mode, double alpha,
+                                      lwTensorDescriptor_t xDesc, const void *x, double beta,
+                                      lwTensorDescriptor_t yDesc, void *y);
+
+/* dx = alpha * act'(.) * dy + beta * dx. y is the forward output; x the forward
+ * input (may be NULL except for RELU, where y is used when x is NULL).       */
+LW_API lwStatus_t lwActivationBackward(lwHandle_t handle, lwActivationMode_t mode, double alpha,
+                                       lwTensorDescriptor_t yDesc, const void *y,
+                                       lwTensorDescriptor_t dyDesc, const void *dy,
+                                       lwTensorDescriptor_t xDesc, const void *x, double beta,
+                                       lwTensorDescriptor_t dxDesc, void *dx);
+
+/* Row-wise softmax, max-subtracted:  y = alpha * softmax(x) + beta * y       */
+LW_API lwStatus_t lwSoftmaxForward(lwHandle_t handle, double alpha,
+                                   lwTensorDescriptor_t xDesc, const void *x, double beta,
+                                   lwTensorDescriptor_t yDesc, void *y);
+
+/* ---- losses -------------------------------------------------------------
+ * Writes the batch loss (see lwLossMode_t) to *loss_value (host double, may be
+ * NULL) and, when grad is not NULL, dLoss/dpred into grad (overwritten). For
+ * SOFTMAX_CROSS_ENTROPY target is an (n, 1) LW_INT32 tensor of class ids in
+ * [0, classes); an id out of range is BAD_PARAM (checked before any write on
+ * CPU; on CUDA the loss comes back NaN and the status is BAD_PARAM).         */
+LW_API lwStatus_t lwLossForwardBackward(lwHandle_t handle, lwLossMode_t loss,
+                                        lwTensorDescriptor_t predDesc, const void *pred,
+                                        lwTensorDescriptor_t targetDesc, const void *target,
+                                        double *loss_value,
+                                        lwTensorDescriptor_t gradDesc, void *grad);
+
+/* ---- optimizer ----------------------------------------------------------
+ * SGD in place, one pass, torch.optim.SGD's convention (dampening 0):
+ *     g = grad + weight_decay * param
+ *     if momentum != 0:  v = momentum * v + g
+ *                        g = nesterov ? g + momentum * v : v
+ *     param -= lr * g
+ * velocity may be NULL only when momentum == 0; nesterov needs momentum > 0.
+ * param, grad and velocity share one descriptor.                             */
+LW_API lwStatus_t lwSgdUpdate(lwHandle_t handle, double lr, double momentum, double weight_decay,
+                              int nesterov, lwTensorDescriptor_t paramDesc, void *param,
+                              const void *grad, void *velocity);
+
+/* ---- sampling -----------------------------------------------------------
+ * y = 1[u < p] elementwise (0.0 or 1.0 in y's dtype), with u uniform in [0, 1)
+ * drawn from a counter-based generator: element (r, c) uses counter
+ * offset + r * cols + c under key seed, so results do not depend on threads or
+ * device, and a caller advances offset by rows*cols between draws.
+ * p is a tensor shaped like y, or NULL to use the scalar p_scalar for every element.
+ * y may alias p.                                                              */
+LW_API lwStatus_t lwBernoulliSample(lwHandle_t handle, uint64_t seed, uint64_t offset,
+                                    lwTensorDescriptor_t pDesc, const void *p, double p_scalar,
+                                    lwTensorDescriptor_t yDesc, void *y);
+
+/* ---- build information -------------------------------------------------- */
+/* Comma-separated CPU kernel ISAs compiled in, e.g. "generic,avx2,avx512". */
+LW_API const char *lwGetCompiledIsas(void);
+/* The ISA the CPU kernels use now (after LAYERWISE_ISA and CPU detection). */
+LW_API const char *lwGetActiveIsa(void);
+/* 1 if the CUDA backend was compiled in. */
+LW_API int lwCudaCompiled(void);
+/* Number of CUDA devices usable (0 without CUDA, driver or GPU; never fails). */
+LW_API int lwCudaDeviceCount(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LAYERWISE_LAYERWISE_H_ */

@@ -1,0 +1,244 @@
+// bindings.cpp -- the private extension module layerwise._core.
+//
+// A narrow layer over the public C API (tiny-cuda-nn style): every function
+// takes a Handle and raw data pointers with their shapes, so NumPy (host) and
+// CuPy (device) arrays go through the same calls; layerwise.ops extracts the
+// pointers and checks Python-level types. Each tensor travels as four integers
+//   ptr, rows, cols, row_stride        (ptr == 0: absent optional tensor)
+// The C API validates shapes and dtypes; BAD_PARAM becomes ValueError with its
+// message. The GIL is released while kernels run.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "layerwise/layerwise.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// Raised for failures other than bad arguments (NOT_SUPPORTED, EXECUTION_FAILED, ...).
+struct LayerwiseError : std::runtime_error {
+  lwStatus_t status;
+  LayerwiseError(lwStatus_t s, const std::string &m) : std::runtime_error(m), status(s) {}
+};
+
+void check(lwStatus_t s) {
+  if (s == LW_STATUS_SUCCESS) return;
+  std::string msg = lwGetLastErrorMessage();
+  if (s == LW_STATUS_BAD_PARAM) throw py::value_error(msg);
+  throw LayerwiseError(s, std::string(lwGetErrorString(s)) + ": " + msg);
+}
+
+// An owned tensor descriptor (created per call: a small heap allocation).
+class Desc {
+ public:
+  Desc() { check(lwCreateTensorDescriptor(&d_)); }
+  Desc(int dtype, int64_t rows, int64_t cols, int64_t ld) : Desc() {
+    check(lwSetTensor2dDescriptor(d_, (lwDataType_t)dtype, rows, cols, ld));
+  }
+  ~Desc() { lwDestroyTensorDescriptor(d_); }
+  Desc(const Desc &) = delete;
+  Desc &operator=(const Desc &) = delete;
+  lwTensorDescriptor_t get() const { return d_; }
+
+ private:
+  lwTensorDescriptor_t d_ = nullptr;
+};
+
+inline void *P(uintptr_t p) { return reinterpret_cast<void *>(p); }
+
+class Handle {
+ public:
+  explicit Handle(const std::string &device) {
+    lwDevice_t dev;
+    if (device == "cpu") dev = LW_DEVICE_CPU;
+    else if (device == "cuda") dev = LW_DEVICE_CUDA;
+    else throw py::value_error("device: expected 'cpu' or 'cuda', got '" + device + "'");
+    check(lwCreate(&h_, dev));
+    device_ = device;
+  }
+  ~Handle() {
+    if (h_) lwDestroy(h_);
+  }
+  Handle(const Handle &) = delete;
+  Handle &operator=(const Handle &) = delete;
+  lwHandle_t get() const { return h_; }
+  const std::string &device() const { return device_; }
+  int num_threads() const {
+    int n = 0;
+    check(lwGetNumThreads(h_, &n));
+    return n;
+  }
+  void set_num_threads(int n) { check(lwSetNumThreads(h_, n)); }
+  void set_stream(uintptr_t s) { check(lwSetStream(h_, P(s))); }
+  uintptr_t stream() const {
+    void *s = nullptr;
+    check(lwGetStream(h_, &s));
+    return reinterpret_cast<uintptr_t>(s);
+  }
+
+ private:
+  lwHandle_t h_ = nullptr;
+  std::string device_;
+};
+
+using GIL = py::call_guard<py::gil_scoped_release>;
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "layerwise._core: pointer-level bindings of the layerwise C API (private; use layerwise.ops)";
+
+  static py::exception<LayerwiseError> exc(m, "LayerwiseError", PyExc_RuntimeError);
+  (void)exc;
+
+  m.attr("FLOAT32") = (int)LW_FLOAT32;
+  m.attr("FLOAT64") = (int)LW_FLOAT64;
+  m.attr("INT32") = (int)LW_INT32;
+  m.attr("ACTIVATIONS") = py::dict(
+      py::arg("identity") = (int)LW_ACTIVATION_IDENTITY, py::arg("sigmoid") = (int)LW_ACTIVATION_SIGMOID,
+      py::arg("tanh") = (int)LW_ACTIVATION_TANH, py::arg("relu") = (int)LW_ACTIVATION_RELU,
+      py::arg("threshold") = (int)LW_ACTIVATION_THRESHOLD);
+  m.attr("LOSSES") = py::dict(py::arg("quadratic") = (int)LW_LOSS_QUADRATIC,
+                              py::arg("binary_cross_entropy") = (int)LW_LOSS_BINARY_CROSS_ENTROPY,
+                              py::arg("softmax_cross_entropy") = (int)LW_LOSS_SOFTMAX_CROSS_ENTROPY);
+  m.attr("BCE_EPS_FLOAT32") = LW_BCE_EPS_FLOAT32;
+  m.attr("BCE_EPS_FLOAT64") = LW_BCE_EPS_FLOAT64;
+
+  m.def("version", [] {
+    size_t v = lwGetVersion();
+    return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+  });
+  m.def("compiled_isas", [] { return std::string(lwGetCompiledIsas()); });
+  m.def("active_isa", [] { return std::string(lwGetActiveIsa()); });
+  m.def("cuda_compiled", [] { return lwCudaCompiled() != 0; });
+  m.def("cuda_device_count", [] { return lwCudaDeviceCount(); }, GIL());
+
+  py::class_<Handle>(m, "Handle")
+      .def(py::init<const std::string &>(), py::arg("device") = "cpu")
+      .def_property_readonly("device", &Handle::device)
+      .def_property("num_threads", &Handle::num_threads, &Handle::set_num_threads)
+      .def("set_stream", &Handle::set_stream)
+      .def("stream", &Handle::stream);
+
+  // ---- dense layers --------------------------------------------------------
+  m.def("linear_forward",
+        [](Handle &h, int dt, double alpha, uintptr_t x, int64_t xr, int64_t xc, int64_t xl,
+           uintptr_t w, int64_t wr, int64_t wc, int64_t wl, uintptr_t b, int64_t bc, int act,
+           double beta, uintptr_t y, int64_t yr, int64_t yc, int64_t yl) {
+          Desc xd(dt, xr, xc, xl), wd(dt, wr, wc, wl), yd(dt, yr, yc, yl);
+          if (b) {
+            Desc bd(dt, 1, bc, bc);
+            check(lwLinearForward(h.get(), alpha, xd.get(), P(x), wd.get(), P(w), bd.get(), P(b),
+                                  (lwActivationMode_t)act, beta, yd.get(), P(y)));
+          } else {
+            check(lwLinearForward(h.get(), alpha, xd.get(), P(x), wd.get(), P(w), nullptr, nullptr,
+                                  (lwActivationMode_t)act, beta, yd.get(), P(y)));
+          }
+        },
+        GIL());
+
+  m.def("linear_backward_data",
+        [](Handle &h, int dt, double alpha, uintptr_t dy, int64_t r, int64_t c, int64_t l,
+           uintptr_t w, int64_t wr, int64_t wc, int64_t wl, double beta, uintptr_t dx, int64_t xr,
+           int64_t xc, int64_t xl) {
+          Desc dyd(dt, r, c, l), wd(dt, wr, wc, wl), dxd(dt, xr, xc, xl);
+          check(lwLinearBackwardData(h.get(), alpha, dyd.get(), P(dy), wd.get(), P(w), beta,
+                                     dxd.get(), P(dx)));
+        },
+        GIL());
+
+  m.def("linear_backward_weights",
+        [](Handle &h, int dt, double alpha, uintptr_t dy, int64_t r, int64_t c, int64_t l,
+           uintptr_t x, int64_t xr, int64_t xc, int64_t xl, double beta, uintptr_t dw,
+           int64_t wr, int64_t wc, int64_t wl, uintptr_t db, int64_t bc) {
+          Desc dyd(dt, r, c, l), xd(dt, xr, xc, xl), dwd(dt, wr, wc, wl);
+          if (db) {
+            Desc bd(dt, 1, bc, bc);
+            check(lwLinearBackwardWeights(h.get(), alpha, dyd.get(), P(dy), xd.get(), P(x), beta,
+                                          dwd.get(), P(dw), bd.get(), P(db)));
+          } else {
+            check(lwLinearBackwardWeights(h.get(), alpha, dyd.get(), P(dy), xd.get(), P(x), beta,
+                                          dwd.get(), P(dw), nullptr, nullptr));
+          }
+        },
+        GIL());
+
+  // ---- activations ---------------------------------------------------------
+  m.def("activation_forward",
+        [](Handle &h, int dt, int mode, double alpha, uintptr_t x, int64_t r, int64_t c,
+           int64_t xl, double beta, uintptr_t y, int64_t yl) {
+          Desc xd(dt, r, c, xl), yd(dt, r, c, yl);
+          check(lwActivationForward(h.get(), (lwActivationMode_t)mode, alpha, xd.get(), P(x), beta,
+                                    yd.get(), P(y)));
+        },
+        GIL());
+
+  m.def("activation_backward",
+        [](Handle &h, int dt, int mode, double alpha, uintptr_t y, int64_t r, int64_t c,
+           int64_t yl, uintptr_t dy, int64_t dyl, uintptr_t x, int64_t xl, double beta,
+           uintptr_t dx, int64_t dxl) {
+          Desc yd(dt, r, c, yl), dyd(dt, r, c, dyl), dxd(dt, r, c, dxl);
+          if (x) {
+            Desc xd(dt, r, c, xl);
+            check(lwActivationBackward(h.get(), (lwActivationMode_t)mode, alpha, yd.get(), P(y),
+                                       dyd.get(), P(dy), xd.get(), P(x), beta, dxd.get(), P(dx)));
+          } else {
+            check(lwActivationBackward(h.get(), (lwActivationMode_t)mode, alpha, yd.get(), P(y),
+                                       dyd.get(), P(dy), nullptr, nullptr, beta, dxd.get(), P(dx)));
+          }
+        },
+        GIL());
+
+  m.def("softmax_forward",
+        [](Handle &h, int dt, double alpha, uintptr_t x, int64_t r, int64_t c, int64_t xl,
+           double beta, uintptr_t y, int64_t yl) {
+          Desc xd(dt, r, c, xl), yd(dt, r, c, yl);
+          check(lwSoftmaxForward(h.get(), alpha, xd.get(), P(x), beta, yd.get(), P(y)));
+        },
+        GIL());
+
+  // ---- losses: returns the loss value; grad (ptr 0 = none) is overwritten --
+  m.def("loss_forward_backward",
+        [](Handle &h, int loss, int dt, uintptr_t pred, int64_t r, int64_t c, int64_t pl,
+           int tdt, uintptr_t target, int64_t tc, int64_t tl, uintptr_t grad, int64_t gl) {
+          Desc pd(dt, r, c, pl), td(tdt, r, tc, tl);
+          double value = 0.0;
+          if (grad) {
+            Desc gd(dt, r, c, gl);
+            check(lwLossForwardBackward(h.get(), (lwLossMode_t)loss, pd.get(), P(pred), td.get(),
+                                        P(target), &value, gd.get(), P(grad)));
+          } else {
+            check(lwLossForwardBackward(h.get(), (lwLossMode_t)loss, pd.get(), P(pred), td.get(),
+                                        P(target), &value, nullptr, nullptr));
+          }
+          return value;
+        },
+        GIL());
+
+  // ---- optimizer and sampling ----------------------------------------------
+  m.def("sgd_update",
+        [](Handle &h, int dt, double lr, double momentum, double weight_decay, bool nesterov,
+           uintptr_t param, int64_t r, int64_t c, int64_t l, uintptr_t grad, uintptr_t velocity) {
+          Desc pd(dt, r, c, l);
+          check(lwSgdUpdate(h.get(), lr, momentum, weight_decay, nesterov ? 1 : 0, pd.get(),
+                            P(param), P(grad), P(velocity)));
+        },
+        GIL());
+
+  m.def("bernoulli_sample",
+        [](Handle &h, int dt, uint64_t seed, uint64_t offset, uintptr_t p, int64_t pl,
+           double p_scalar, uintptr_t y, int64_t r, int64_t c, int64_t yl) {
+          Desc yd(dt, r, c, yl);
+          if (p) {
+            Desc pd(dt, r, c, pl);
+            check(lwBernoulliSample(h.get(), seed, offset, pd.get(), P(p), p_scalar, yd.get(), P(y)));
+          } else {
+            check(lwBernoulliSample(h.get(), seed, offset, nullptr, nullptr, p_scalar, yd.get(), P(y)));
+          }
+        },
+        GIL());
+}
