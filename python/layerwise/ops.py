@@ -188,6 +188,8 @@ def _layout(name, a, r, c):
     """(rows, cols, row_stride in elements) of a matrix whose rows are contiguous."""
     if c == 0:
         raise ValueError(f"{name}: has 0 columns; every tensor needs at least one column")
+    if r == 0:
+        return 0, c, c  # nothing is read or written; NumPy reports arbitrary strides
     isz = a.itemsize
     s0, s1 = a.strides
     if c > 1 and s1 != isz:
@@ -214,7 +216,7 @@ def _activation(mode):
 
 def _no_overlap(out_name, out, **inputs):
     for name, a in inputs.items():
-        if a is not None and out is not a and _may_share(out, a):
+        if a is not None and _may_share(out, a):
             raise ValueError(f"{out_name}: must not overlap {name} (the product reads {name} while writing)")
 
 

@@ -1,0 +1,44 @@
+"""Shared helpers for the layerwise test suite.
+
+Tolerances (documented once, used everywhere): results are compared with a
+NumPy float64 reference computed from the same inputs. Inputs are scaled so
+that outputs are O(1); a product summing K terms is allowed
+    float32: atol = 3e-6 * sqrt(K) + 1e-6, rtol = 1e-5
+    float64: atol = 1e-12 * sqrt(K),       rtol = 1e-12
+which covers any summation order (blocked, FMA, threaded) at these scales.
+Elementwise kernels use K = 1 (float32 sigmoid/tanh/exp are checked to a
+few ulp by the same bound).
+"""
+import math
+import os
+
+import numpy as np
+import pytest
+
+
+def tolerances(dtype, k=1):
+    if np.dtype(dtype) == np.float32:
+        return dict(rtol=1e-5, atol=3e-6 * math.sqrt(k) + 1e-6)
+    return dict(rtol=1e-12, atol=1e-12 * math.sqrt(k) + 1e-14)
+
+
+def assert_close(got, ref, dtype, k=1, err_msg=""):
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), ref, err_msg=err_msg, **tolerances(dtype, k))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def mnist_dir():
+    """The MNIST directory from LAYERWISE_DATA, or None."""
+    d = os.environ.get("LAYERWISE_DATA")
+    if not d:
+        return None
+    for cand in (d, os.path.join(d, "mnist")):
+        if os.path.exists(os.path.join(cand, "train-images-idx3-ubyte.gz")) or os.path.exists(
+            os.path.join(cand, "train-images-idx3-ubyte")
+        ):
+            return cand
+    return None
