@@ -3,6 +3,7 @@
 // arguments before any memory is touched, catches every C++ exception, and
 // leaves a thread-local message for lwGetLastErrorMessage().
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <sstream>
@@ -59,6 +60,17 @@ struct BadParam {
 
 [[noreturn]] void bad(const std::string &msg) { throw BadParam{msg}; }
 
+// The integer a caller passed for a C enum. C callers may pass any int; in C++
+// loading an enum object holding a value outside its range is undefined, so
+// validation reads the object representation instead of the enum value.
+template <typename E>
+int raw_enum(const E &e) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 void check_handle(lwHandle_t h) {
   if (!h) bad("handle is NULL");
 }
@@ -96,9 +108,10 @@ void want_vector(const char *name, const lwTensorStruct *d, int64_t n) {
   want_shape(name, d, 1, n);
 }
 
-void want_mode(lwActivationMode_t m) {
-  if (m < LW_ACTIVATION_IDENTITY || m > LW_ACTIVATION_THRESHOLD)
-    bad("activation: unknown mode " + std::to_string((int)m));
+void want_mode(const lwActivationMode_t &m) {
+  const int v = raw_enum(m);
+  if (v < LW_ACTIVATION_IDENTITY || v > LW_ACTIVATION_THRESHOLD)
+    bad("activation: unknown mode " + std::to_string(v));
 }
 
 void want_finite(const char *name, double v) {
@@ -181,8 +194,9 @@ lwStatus_t lwCreate(lwHandle_t *handle, lwDevice_t device) {
   return guarded([&] {
     if (!handle) bad("handle: output pointer is NULL");
     *handle = nullptr;
-    if (device != LW_DEVICE_CPU && device != LW_DEVICE_CUDA)
-      bad("device: must be LW_DEVICE_CPU or LW_DEVICE_CUDA, got " + std::to_string((int)device));
+    const int dev = raw_enum(device);
+    if (dev != LW_DEVICE_CPU && dev != LW_DEVICE_CUDA)
+      bad("device: must be LW_DEVICE_CPU or LW_DEVICE_CUDA, got " + std::to_string(dev));
     auto *ctx = new lwContext;
     ctx->device = device;
     ctx->cpu.num_threads = cpu::max_threads();
@@ -275,8 +289,9 @@ lwStatus_t lwSetTensor2dDescriptor(lwTensorDescriptor_t desc, lwDataType_t dtype
                                    int64_t cols, int64_t row_stride) {
   return guarded([&] {
     if (!desc) bad("desc is NULL");
-    if (dtype != LW_FLOAT32 && dtype != LW_FLOAT64 && dtype != LW_INT32)
-      bad("dtype: unknown data type " + std::to_string((int)dtype));
+    const int t = raw_enum(dtype);
+    if (t != LW_FLOAT32 && t != LW_FLOAT64 && t != LW_INT32)
+      bad("dtype: unknown data type " + std::to_string(t));
     if (rows < 0) bad("rows must be >= 0, got " + std::to_string(rows));
     if (cols < 1) bad("cols must be >= 1, got " + std::to_string(cols));
     if (row_stride < cols)
@@ -474,8 +489,9 @@ lwStatus_t lwLossForwardBackward(lwHandle_t handle, lwLossMode_t loss,
                                  double *loss_value, lwTensorDescriptor_t gradDesc, void *grad) {
   return guarded([&] {
     check_handle(handle);
-    if (loss < LW_LOSS_QUADRATIC || loss > LW_LOSS_SOFTMAX_CROSS_ENTROPY)
-      bad("loss: unknown loss mode " + std::to_string((int)loss));
+    const int l = raw_enum(loss);
+    if (l < LW_LOSS_QUADRATIC || l > LW_LOSS_SOFTMAX_CROSS_ENTROPY)
+      bad("loss: unknown loss mode " + std::to_string(l));
     auto *pd = tensor("pred", predDesc, pred);
     auto *td = tensor("target", targetDesc, target);
     want_float("pred", pd);
