@@ -557,6 +557,60 @@ lwStatus_t lwSgdUpdate(lwHandle_t handle, double lr, double momentum, double wei
   });
 }
 
+lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle, lwTensorDescriptor_t dyDesc, const void *dy,
+                                     lwTensorDescriptor_t xDesc, const void *x, double lr,
+                                     double momentum, double weight_decay, int nesterov,
+                                     lwTensorDescriptor_t wDesc, void *w, void *w_velocity,
+                                     lwTensorDescriptor_t bDesc, void *b, void *b_velocity,
+                                     lwTensorDescriptor_t dxDesc, void *dx) {
+  return guarded([&] {
+    check_handle(handle);
+    want_finite("lr", lr);
+    want_finite("momentum", momentum);
+    want_finite("weight_decay", weight_decay);
+    if (momentum < 0) bad("momentum must be >= 0, got " + std::to_string(momentum));
+    if (nesterov && momentum <= 0) bad("nesterov: needs momentum > 0");
+    auto *dyd = tensor("dy", dyDesc, dy);
+    auto *xd = tensor("x", xDesc, x);
+    auto *wd = tensor("w", wDesc, w);
+    if (!w) bad("w: data pointer is NULL");
+    want_float("dy", dyd);
+    same_dtype("x", xd, "dy", dyd);
+    same_dtype("w", wd, "dy", dyd);
+    if (xd->rows != dyd->rows) {
+      std::ostringstream s;
+      s << "x: has " << xd->rows << " rows but dy has " << dyd->rows << " (one row per sample)";
+      bad(s.str());
+    }
+    want_shape("w", wd, dyd->cols, xd->cols);
+    if (momentum != 0 && !w_velocity) bad("w_velocity: NULL, but momentum != 0 needs a velocity buffer");
+    if (b || bDesc) {
+      auto *bd = tensor("b", bDesc, b);
+      if (!b) bad("b: data pointer is NULL but bDesc is set");
+      same_dtype("b", bd, "dy", dyd);
+      want_vector("b", bd, dyd->cols);
+      if (momentum != 0 && !b_velocity) bad("b_velocity: NULL, but momentum != 0 needs a velocity buffer");
+    }
+    int64_t lddx = 0;
+    if (dx || dxDesc) {
+      auto *dxd = tensor("dx", dxDesc, dx);
+      if (!dx && dxd->rows > 0) bad("dx: data pointer is NULL but dxDesc is set");
+      same_dtype("dx", dxd, "dy", dyd);
+      want_shape("dx", dxd, dyd->rows, xd->cols);
+      lddx = dxd->stride;
+    }
+    if (handle->device != LW_DEVICE_CPU)
+      return fail(LW_STATUS_NOT_SUPPORTED,
+                  "lwLinearBackwardSgdUpdate: not fused on this backend; use lwLinearBackwardData, "
+                  "lwLinearBackwardWeights and lwSgdUpdate");
+    const bool mom = momentum != 0;
+    LinearSgdArgs a{dt(dyd), dyd->rows, xd->cols, dyd->cols, dy, dyd->stride, x, xd->stride,
+                    w, wd->stride, mom ? w_velocity : nullptr, b, (mom && b) ? b_velocity : nullptr,
+                    (dx && dyd->rows > 0) ? dx : nullptr, lddx, lr, momentum, weight_decay, nesterov != 0};
+    return cpu::linear_backward_sgd(handle->cpu, a);
+  });
+}
+
 lwStatus_t lwBernoulliSample(lwHandle_t handle, uint64_t seed, uint64_t offset,
                              lwTensorDescriptor_t pDesc, const void *p, double p_scalar,
                              lwTensorDescriptor_t yDesc, void *y) {

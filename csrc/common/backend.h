@@ -120,6 +120,22 @@ struct SgdArgs {
   bool nesterov;
 };
 
+// Fused backward + SGD for one dense layer (see lwLinearBackwardSgdUpdate):
+// dx (n, in) = dy w (old w; skipped when dx is null), then w (out, in) and b (out)
+// take an SGD step with dw = dy^T x, db = sum_rows dy, never materialized.
+struct LinearSgdArgs {
+  DType dtype;
+  int64_t n, in, out;
+  const void *dy; int64_t lddy;
+  const void *x; int64_t ldx;
+  void *w; int64_t ldw;
+  void *w_velocity;          // same ld as w; null iff momentum == 0
+  void *b, *b_velocity;      // contiguous, length out; b may be null
+  void *dx; int64_t lddx;    // may be null
+  double lr, momentum, weight_decay;
+  bool nesterov;
+};
+
 // y = 1[u < p], counter for (r, c) = offset + r * cols + c (see rng.h).
 struct BernoulliArgs {
   DType dtype;
@@ -140,6 +156,7 @@ lwStatus_t softmax_forward(const CpuContext &, const SoftmaxArgs &);
 lwStatus_t loss_forward_backward(const CpuContext &, const LossArgs &);
 lwStatus_t sgd_update(const CpuContext &, const SgdArgs &);
 lwStatus_t bernoulli_sample(const CpuContext &, const BernoulliArgs &);
+lwStatus_t linear_backward_sgd(const CpuContext &, const LinearSgdArgs &);
 int max_threads();
 const char *compiled_isas();
 const char *active_isa();

@@ -7,6 +7,7 @@
 //   ptr, rows, cols, row_stride        (ptr == 0: absent optional tensor)
 // The C API validates shapes and dtypes; BAD_PARAM becomes ValueError with its
 // message. The GIL is released while kernels run.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -16,6 +17,37 @@
 #include "layerwise/layerwise.h"
 
 namespace py = pybind11;
+
+// A data pointer argument: a NumPy array (its data pointer is read while the
+// argument is converted, i.e. with the GIL held — much cheaper than
+// ndarray.ctypes.data) or an integer address (CuPy's a.data.ptr; 0 = absent).
+struct DataPtr {
+  uintptr_t p = 0;
+  operator uintptr_t() const { return p; }
+};
+
+namespace pybind11::detail {
+template <>
+struct type_caster<DataPtr> {
+  PYBIND11_TYPE_CASTER(DataPtr, const_name("ndarray | int"));
+  bool load(handle src, bool) {
+    if (!src) return false;
+    if (PyLong_Check(src.ptr())) {
+      value.p = reinterpret_cast<uintptr_t>(PyLong_AsVoidPtr(src.ptr()));
+      if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return false;
+      }
+      return true;
+    }
+    if (array::check_(src)) {
+      value.p = reinterpret_cast<uintptr_t>(array_proxy(src.ptr())->data);
+      return true;
+    }
+    return false;
+  }
+};
+}  // namespace pybind11::detail
 
 namespace {
 
@@ -126,9 +158,9 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- dense layers --------------------------------------------------------
   m.def("linear_forward",
-        [](Handle &h, int dt, double alpha, uintptr_t x, int64_t xr, int64_t xc, int64_t xl,
-           uintptr_t w, int64_t wr, int64_t wc, int64_t wl, uintptr_t b, int64_t bc, int act,
-           double beta, uintptr_t y, int64_t yr, int64_t yc, int64_t yl) {
+        [](Handle &h, int dt, double alpha, DataPtr x, int64_t xr, int64_t xc, int64_t xl,
+           DataPtr w, int64_t wr, int64_t wc, int64_t wl, DataPtr b, int64_t bc, int act,
+           double beta, DataPtr y, int64_t yr, int64_t yc, int64_t yl) {
           Desc xd(dt, xr, xc, xl), wd(dt, wr, wc, wl), yd(dt, yr, yc, yl);
           if (b) {
             Desc bd(dt, 1, bc, bc);
@@ -142,8 +174,8 @@ PYBIND11_MODULE(_core, m) {
         GIL());
 
   m.def("linear_backward_data",
-        [](Handle &h, int dt, double alpha, uintptr_t dy, int64_t r, int64_t c, int64_t l,
-           uintptr_t w, int64_t wr, int64_t wc, int64_t wl, double beta, uintptr_t dx, int64_t xr,
+        [](Handle &h, int dt, double alpha, DataPtr dy, int64_t r, int64_t c, int64_t l,
+           DataPtr w, int64_t wr, int64_t wc, int64_t wl, double beta, DataPtr dx, int64_t xr,
            int64_t xc, int64_t xl) {
           Desc dyd(dt, r, c, l), wd(dt, wr, wc, wl), dxd(dt, xr, xc, xl);
           check(lwLinearBackwardData(h.get(), alpha, dyd.get(), P(dy), wd.get(), P(w), beta,
@@ -152,9 +184,9 @@ PYBIND11_MODULE(_core, m) {
         GIL());
 
   m.def("linear_backward_weights",
-        [](Handle &h, int dt, double alpha, uintptr_t dy, int64_t r, int64_t c, int64_t l,
-           uintptr_t x, int64_t xr, int64_t xc, int64_t xl, double beta, uintptr_t dw,
-           int64_t wr, int64_t wc, int64_t wl, uintptr_t db, int64_t bc) {
+        [](Handle &h, int dt, double alpha, DataPtr dy, int64_t r, int64_t c, int64_t l,
+           DataPtr x, int64_t xr, int64_t xc, int64_t xl, double beta, DataPtr dw,
+           int64_t wr, int64_t wc, int64_t wl, DataPtr db, int64_t bc) {
           Desc dyd(dt, r, c, l), xd(dt, xr, xc, xl), dwd(dt, wr, wc, wl);
           if (db) {
             Desc bd(dt, 1, bc, bc);
@@ -169,8 +201,8 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- activations ---------------------------------------------------------
   m.def("activation_forward",
-        [](Handle &h, int dt, int mode, double alpha, uintptr_t x, int64_t r, int64_t c,
-           int64_t xl, double beta, uintptr_t y, int64_t yl) {
+        [](Handle &h, int dt, int mode, double alpha, DataPtr x, int64_t r, int64_t c,
+           int64_t xl, double beta, DataPtr y, int64_t yl) {
           Desc xd(dt, r, c, xl), yd(dt, r, c, yl);
           check(lwActivationForward(h.get(), (lwActivationMode_t)mode, alpha, xd.get(), P(x), beta,
                                     yd.get(), P(y)));
@@ -178,9 +210,9 @@ PYBIND11_MODULE(_core, m) {
         GIL());
 
   m.def("activation_backward",
-        [](Handle &h, int dt, int mode, double alpha, uintptr_t y, int64_t r, int64_t c,
-           int64_t yl, uintptr_t dy, int64_t dyl, uintptr_t x, int64_t xl, double beta,
-           uintptr_t dx, int64_t dxl) {
+        [](Handle &h, int dt, int mode, double alpha, DataPtr y, int64_t r, int64_t c,
+           int64_t yl, DataPtr dy, int64_t dyl, DataPtr x, int64_t xl, double beta,
+           DataPtr dx, int64_t dxl) {
           Desc yd(dt, r, c, yl), dyd(dt, r, c, dyl), dxd(dt, r, c, dxl);
           if (x) {
             Desc xd(dt, r, c, xl);
@@ -194,8 +226,8 @@ PYBIND11_MODULE(_core, m) {
         GIL());
 
   m.def("softmax_forward",
-        [](Handle &h, int dt, double alpha, uintptr_t x, int64_t r, int64_t c, int64_t xl,
-           double beta, uintptr_t y, int64_t yl) {
+        [](Handle &h, int dt, double alpha, DataPtr x, int64_t r, int64_t c, int64_t xl,
+           double beta, DataPtr y, int64_t yl) {
           Desc xd(dt, r, c, xl), yd(dt, r, c, yl);
           check(lwSoftmaxForward(h.get(), alpha, xd.get(), P(x), beta, yd.get(), P(y)));
         },
@@ -203,8 +235,8 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- losses: returns the loss value; grad (ptr 0 = none) is overwritten --
   m.def("loss_forward_backward",
-        [](Handle &h, int loss, int dt, uintptr_t pred, int64_t r, int64_t c, int64_t pl,
-           int tdt, uintptr_t target, int64_t tc, int64_t tl, uintptr_t grad, int64_t gl) {
+        [](Handle &h, int loss, int dt, DataPtr pred, int64_t r, int64_t c, int64_t pl,
+           int tdt, DataPtr target, int64_t tc, int64_t tl, DataPtr grad, int64_t gl) {
           Desc pd(dt, r, c, pl), td(tdt, r, tc, tl);
           double value = 0.0;
           if (grad) {
@@ -222,16 +254,32 @@ PYBIND11_MODULE(_core, m) {
   // ---- optimizer and sampling ----------------------------------------------
   m.def("sgd_update",
         [](Handle &h, int dt, double lr, double momentum, double weight_decay, bool nesterov,
-           uintptr_t param, int64_t r, int64_t c, int64_t l, uintptr_t grad, uintptr_t velocity) {
+           DataPtr param, int64_t r, int64_t c, int64_t l, DataPtr grad, DataPtr velocity) {
           Desc pd(dt, r, c, l);
           check(lwSgdUpdate(h.get(), lr, momentum, weight_decay, nesterov ? 1 : 0, pd.get(),
                             P(param), P(grad), P(velocity)));
         },
         GIL());
 
+  m.def("linear_backward_sgd",
+        [](Handle &h, int dt, DataPtr dy, int64_t r, int64_t c, int64_t l, DataPtr x, int64_t xr,
+           int64_t xc, int64_t xl, double lr, double momentum, double weight_decay, bool nesterov,
+           DataPtr w, int64_t wr, int64_t wc, int64_t wl, DataPtr wv, DataPtr b, int64_t bc,
+           DataPtr bv, DataPtr dx, int64_t dxl) {
+          Desc dyd(dt, r, c, l), xd(dt, xr, xc, xl), wd(dt, wr, wc, wl);
+          Desc bd, dxd;
+          if (b) check(lwSetTensor2dDescriptor(bd.get(), (lwDataType_t)dt, 1, bc, bc));
+          if (dx) check(lwSetTensor2dDescriptor(dxd.get(), (lwDataType_t)dt, xr, xc, dxl));
+          check(lwLinearBackwardSgdUpdate(h.get(), dyd.get(), P(dy), xd.get(), P(x), lr, momentum,
+                                          weight_decay, nesterov ? 1 : 0, wd.get(), P(w), P(wv),
+                                          b ? bd.get() : nullptr, P(b), P(bv),
+                                          dx ? dxd.get() : nullptr, P(dx)));
+        },
+        GIL());
+
   m.def("bernoulli_sample",
-        [](Handle &h, int dt, uint64_t seed, uint64_t offset, uintptr_t p, int64_t pl,
-           double p_scalar, uintptr_t y, int64_t r, int64_t c, int64_t yl) {
+        [](Handle &h, int dt, uint64_t seed, uint64_t offset, DataPtr p, int64_t pl,
+           double p_scalar, DataPtr y, int64_t r, int64_t c, int64_t yl) {
           Desc yd(dt, r, c, yl);
           if (p) {
             Desc pd(dt, r, c, pl);

@@ -33,6 +33,7 @@ __all__ = [
     "binary_cross_entropy",
     "softmax_cross_entropy",
     "sgd_update",
+    "linear_backward_sgd",
     "bernoulli",
     "ACTIVATIONS",
     "set_num_threads",
@@ -137,18 +138,31 @@ class _Call:
 
     def mat(self, name, a, rows=None, cols=None, writable=False):
         """A 2-D float matrix -> (ptr, rows, cols, row_stride)."""
-        if a is None:
-            raise TypeError(f"{name}: expected an array, got None")
-        self._place(name, a)
-        if a.ndim != 2:
-            raise ValueError(f"{name}: expected a 2-D array, got {a.ndim}-D with shape {tuple(a.shape)}")
-        self._float(name, a)
-        r, c = a.shape
+        # Fast path first (a C-contiguous NumPy array of the call's dtype): this
+        # runs several times per primitive, so it avoids every avoidable lookup.
+        if type(a) is np.ndarray and self.cuda is not True:
+            if self.cuda is None:
+                self.cuda, self.first = False, name
+        else:
+            if a is None:
+                raise TypeError(f"{name}: expected an array, got None")
+            self._place(name, a)
+        shape = a.shape
+        if len(shape) != 2:
+            raise ValueError(f"{name}: expected a 2-D array, got {len(shape)}-D with shape {tuple(shape)}")
+        if a.dtype is not self.dtype:
+            self._float(name, a)
+        r, c = shape
         if (rows is not None and r != rows) or (cols is not None and c != cols):
             exp = (rows if rows is not None else r, cols if cols is not None else c)
-            raise ValueError(f"{name}: expected shape {exp}, got {tuple(a.shape)}")
+            raise ValueError(f"{name}: expected shape {exp}, got {tuple(shape)}")
         if writable and not _writeable(a):
             raise ValueError(f"{name}: array is read-only")
+        if c and r > 1:
+            s0, s1 = a.strides
+            isz = a.itemsize
+            if s0 == c * isz and (s1 == isz or c == 1):
+                return _ptr(a), r, c, c
         return (_ptr(a),) + _layout(name, a, r, c)
 
     def vec(self, name, a, n=None, writable=False):
@@ -177,7 +191,9 @@ class _Call:
 
 
 def _ptr(a):
-    return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
+    # NumPy arrays go to _core as they are (it reads the data pointer itself,
+    # far cheaper than a.ctypes.data); CuPy arrays as their device address.
+    return a if isinstance(a, np.ndarray) else a.data.ptr
 
 
 def _writeable(a):
@@ -426,6 +442,64 @@ def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, weight_decay=0.0
         raise ValueError("grad, velocity: must have the same row stride as param")
     _core.sgd_update(c.handle(), c.code, float(lr), float(momentum), float(weight_decay), bool(nesterov),
                      *P, G[0], V[0])
+
+
+def linear_backward_sgd(dy, x, weight, bias=None, *, lr, momentum=0.0, weight_velocity=None, bias_velocity=None,
+                        weight_decay=0.0, nesterov=False, dx=False):
+    """One dense layer's backward pass fused with its SGD step.
+
+    Computes ``dx = dy @ weight`` (with the weights before the step; only when
+    ``dx`` is True or an array to write into), then updates ``weight`` (and
+    ``bias``) in place exactly as ``sgd_update`` would with the gradients
+    ``dy.T @ x`` (and ``dy.sum(0)``), without ever writing those gradients to
+    memory. Returns dx, or None. On backends without the fusion (CUDA) it runs
+    the three unfused primitives instead, with the same result."""
+    for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: must be finite, got {v}")
+    if momentum < 0:
+        raise ValueError(f"momentum: must be >= 0, got {momentum}")
+    if nesterov and momentum <= 0:
+        raise ValueError("nesterov: needs momentum > 0")
+    if momentum != 0 and (weight_velocity is None or (bias is not None and bias_velocity is None)):
+        raise ValueError("weight_velocity, bias_velocity: momentum != 0 needs velocity arrays "
+                         "(same shapes as weight and bias, zeros at start)")
+    c = _Call()
+    DY = c.mat("dy", dy)
+    X = c.mat("x", x)
+    if X[1] != DY[1]:
+        raise ValueError(f"x: has {X[1]} rows but dy has {DY[1]} (one row per sample)")
+    W = c.mat("weight", weight, DY[2], X[2], writable=True)
+    mom = momentum != 0
+    WV = c.mat("weight_velocity", weight_velocity, DY[2], X[2], writable=True) if mom else (0, 0, 0, 0)
+    if mom and WV[3] != W[3]:
+        raise ValueError("weight_velocity: must have the same row stride as weight")
+    B = c.vec("bias", bias, DY[2], writable=True) if bias is not None else (0, 0)
+    BV = c.vec("bias_velocity", bias_velocity, DY[2], writable=True) if (mom and bias is not None) else (0, 0)
+    if dx is True:
+        dx = c.empty((DY[1], X[2]))
+    elif dx is False or dx is None:
+        dx = None
+    if dx is not None:
+        _no_overlap("dx", dx, dy=dy, x=x, weight=weight)
+        DX = c.mat("dx", dx, DY[1], X[2], writable=True)
+    else:
+        DX = (0, 0, 0, 0)
+    if c.cuda:  # no fused kernel there: the unfused primitives give the same step
+        if dx is not None:
+            linear_backward_data(dy, weight, out=dx)
+        dw, db = linear_backward_weights(dy, x, bias=bias is not None)
+        sgd_update(weight, dw, lr=lr, momentum=momentum, velocity=weight_velocity, weight_decay=weight_decay,
+                   nesterov=nesterov)
+        if bias is not None:
+            sgd_update(bias, db, lr=lr, momentum=momentum, velocity=bias_velocity, weight_decay=weight_decay,
+                       nesterov=nesterov)
+        return dx
+    _core.linear_backward_sgd(c.handle(), c.code, *DY, *X, float(lr), float(momentum), float(weight_decay),
+                              bool(nesterov), *W, WV[0], *B, BV[0], DX[0], DX[3])
+    return dx
 
 
 def _as_mat(c, name, a, rows=None, cols=None, writable=False):

@@ -200,6 +200,29 @@ LW_API lwStatus_t lwSgdUpdate(lwHandle_t handle, double lr, double momentum, dou
                               int nesterov, lwTensorDescriptor_t paramDesc, void *param,
                               const void *grad, void *velocity);
 
+/* ---- fused training step ------------------------------------------------
+ * One dense layer's backward pass and SGD step in one call, for training loops
+ * that need the update but not the gradient itself:
+ *     dx = dy w                  (with the weights before the update; skipped if dx is NULL)
+ *     dw = dy^T x,  db = sum_rows dy
+ *     w, b updated in place exactly as lwSgdUpdate(lr, momentum, weight_decay, nesterov)
+ *          would update them with grad = dw (resp. db)
+ * The gradients are never written to memory: each tile of dw is reduced in
+ * registers and applied to w and its velocity at once, which halves the memory
+ * traffic of small-batch training, where the weights dominate it.
+ * dy (n, out), x (n, in), w (out, in) with w_velocity laid out like w,
+ * b (1, out) or NULL with b_velocity like b, dx (n, in) or NULL.
+ * Velocities may be NULL only when momentum == 0. Returns NOT_SUPPORTED on
+ * backends without this fusion (compose the unfused primitives there).       */
+LW_API lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle,
+                                            lwTensorDescriptor_t dyDesc, const void *dy,
+                                            lwTensorDescriptor_t xDesc, const void *x,
+                                            double lr, double momentum, double weight_decay,
+                                            int nesterov,
+                                            lwTensorDescriptor_t wDesc, void *w, void *w_velocity,
+                                            lwTensorDescriptor_t bDesc, void *b, void *b_velocity,
+                                            lwTensorDescriptor_t dxDesc, void *dx);
+
 /* ---- sampling -----------------------------------------------------------
  * y = 1[u < p] elementwise (0.0 or 1.0 in y's dtype), with u uniform in [0, 1)
  * drawn from a counter-based generator: element (r, c) uses counter
