@@ -118,6 +118,23 @@ void want_finite(const char *name, double v) {
   if (!std::isfinite(v)) bad(std::string(name) + " must be finite, got " + std::to_string(v));
 }
 
+// x and dy of a backward call hold one row per sample.
+void want_same_rows(const lwTensorStruct *xd, const lwTensorStruct *dyd) {
+  if (xd->rows != dyd->rows) {
+    std::ostringstream s;
+    s << "x: has " << xd->rows << " rows but dy has " << dyd->rows << " (one row per sample)";
+    bad(s.str());
+  }
+}
+
+void want_sgd(double lr, double momentum, double weight_decay, int nesterov) {
+  want_finite("lr", lr);
+  want_finite("momentum", momentum);
+  want_finite("weight_decay", weight_decay);
+  if (momentum < 0) bad("momentum must be >= 0, got " + std::to_string(momentum));
+  if (nesterov && momentum <= 0) bad("nesterov: needs momentum > 0");
+}
+
 DType dt(const lwTensorStruct *d) { return d->dtype == LW_FLOAT32 ? DType::F32 : DType::F64; }
 
 // Runs a validated call, mapping exceptions to statuses.
@@ -401,11 +418,7 @@ lwStatus_t lwLinearBackwardWeights(lwHandle_t handle, double alpha, lwTensorDesc
     want_float("dy", dyd);
     same_dtype("x", xd, "dy", dyd);
     same_dtype("dw", dwd, "dy", dyd);
-    if (xd->rows != dyd->rows) {
-      std::ostringstream s;
-      s << "x: has " << xd->rows << " rows but dy has " << dyd->rows << " (one row per sample)";
-      bad(s.str());
-    }
+    want_same_rows(xd, dyd);
     want_shape("dw", dwd, dyd->cols, xd->cols);
     if (db || dbDesc) {
       auto *dbd = tensor("db", dbDesc, db);
@@ -540,16 +553,12 @@ lwStatus_t lwSgdUpdate(lwHandle_t handle, double lr, double momentum, double wei
                        void *velocity) {
   return guarded([&] {
     check_handle(handle);
-    want_finite("lr", lr);
-    want_finite("momentum", momentum);
-    want_finite("weight_decay", weight_decay);
-    if (momentum < 0) bad("momentum must be >= 0, got " + std::to_string(momentum));
+    want_sgd(lr, momentum, weight_decay, nesterov);
     auto *pd = tensor("param", paramDesc, param);
     want_float("param", pd);
     if (!grad && pd->rows > 0) bad("grad: data pointer is NULL");
     if (momentum != 0 && !velocity && pd->rows > 0)
       bad("velocity: NULL, but momentum != 0 needs a velocity buffer");
-    if (nesterov && momentum <= 0) bad("nesterov: needs momentum > 0");
     SgdArgs a{dt(pd), pd->rows, pd->cols, pd->stride, param, grad,
               momentum != 0 ? velocity : nullptr, lr, momentum, weight_decay, nesterov != 0};
     if (a.rows == 0) return LW_STATUS_SUCCESS;
@@ -565,11 +574,7 @@ lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle, lwTensorDescriptor_t dyD
                                      lwTensorDescriptor_t dxDesc, void *dx) {
   return guarded([&] {
     check_handle(handle);
-    want_finite("lr", lr);
-    want_finite("momentum", momentum);
-    want_finite("weight_decay", weight_decay);
-    if (momentum < 0) bad("momentum must be >= 0, got " + std::to_string(momentum));
-    if (nesterov && momentum <= 0) bad("nesterov: needs momentum > 0");
+    want_sgd(lr, momentum, weight_decay, nesterov);
     auto *dyd = tensor("dy", dyDesc, dy);
     auto *xd = tensor("x", xDesc, x);
     auto *wd = tensor("w", wDesc, w);
@@ -577,11 +582,7 @@ lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle, lwTensorDescriptor_t dyD
     want_float("dy", dyd);
     same_dtype("x", xd, "dy", dyd);
     same_dtype("w", wd, "dy", dyd);
-    if (xd->rows != dyd->rows) {
-      std::ostringstream s;
-      s << "x: has " << xd->rows << " rows but dy has " << dyd->rows << " (one row per sample)";
-      bad(s.str());
-    }
+    want_same_rows(xd, dyd);
     want_shape("w", wd, dyd->cols, xd->cols);
     if (momentum != 0 && !w_velocity) bad("w_velocity: NULL, but momentum != 0 needs a velocity buffer");
     if (b || bDesc) {

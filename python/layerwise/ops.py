@@ -414,6 +414,18 @@ def _labels(c, labels, n, classes):
 
 
 # ---- optimizer -----------------------------------------------------------------
+def _check_sgd(lr, momentum, weight_decay, nesterov):
+    for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: must be finite, got {v}")
+    if momentum < 0:
+        raise ValueError(f"momentum: must be >= 0, got {momentum}")
+    if nesterov and momentum <= 0:
+        raise ValueError("nesterov: needs momentum > 0")
+
+
 def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, weight_decay=0.0, nesterov=False):
     """In-place SGD step, torch.optim.SGD's convention (dampening 0)::
 
@@ -423,17 +435,9 @@ def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, weight_decay=0.0
         param -= lr * g
 
     param, grad (and velocity) are 1-D or 2-D arrays of one shape."""
-    for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-        if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
-            raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
-        if not math.isfinite(v):
-            raise ValueError(f"{name}: must be finite, got {v}")
-    if momentum < 0:
-        raise ValueError(f"momentum: must be >= 0, got {momentum}")
+    _check_sgd(lr, momentum, weight_decay, nesterov)
     if momentum != 0 and velocity is None:
         raise ValueError("velocity: momentum != 0 needs a velocity array (same shape as param, zeros at start)")
-    if nesterov and momentum <= 0:
-        raise ValueError("nesterov: needs momentum > 0")
     c = _Call()
     P = _as_mat(c, "param", param, writable=True)
     G = _as_mat(c, "grad", grad, P[1], P[2])
@@ -454,15 +458,7 @@ def linear_backward_sgd(dy, x, weight, bias=None, *, lr, momentum=0.0, weight_ve
     ``dy.T @ x`` (and ``dy.sum(0)``), without ever writing those gradients to
     memory. Returns dx, or None. On backends without the fusion (CUDA) it runs
     the three unfused primitives instead, with the same result."""
-    for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-        if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
-            raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
-        if not math.isfinite(v):
-            raise ValueError(f"{name}: must be finite, got {v}")
-    if momentum < 0:
-        raise ValueError(f"momentum: must be >= 0, got {momentum}")
-    if nesterov and momentum <= 0:
-        raise ValueError("nesterov: needs momentum > 0")
+    _check_sgd(lr, momentum, weight_decay, nesterov)
     if momentum != 0 and (weight_velocity is None or (bias is not None and bias_velocity is None)):
         raise ValueError("weight_velocity, bias_velocity: momentum != 0 needs velocity arrays "
                          "(same shapes as weight and bias, zeros at start)")
