@@ -552,9 +552,12 @@ def _dense_target(output, target):
     """Targets for the dense losses: same dtype as the output; 1-D class labels become one-hot rows."""
     xp = array_module(output)
     if target.ndim == 1 and target.dtype.kind in "iu":
+        classes = max(output.shape[1], 2)  # one output unit: labels 0/1 are the target itself
+        if target.size and (int(target.min()) < 0 or int(target.max()) >= classes):
+            raise ValueError(f"target: class labels must be in [0, {classes})")
+        if output.shape[1] == 1:
+            return target.astype(output.dtype).reshape(-1, 1)
         onehot = xp.zeros(output.shape, dtype=output.dtype)
-        if target.size and (int(target.min()) < 0 or int(target.max()) >= output.shape[1]):
-            raise ValueError(f"target: class labels must be in [0, {output.shape[1]})")
         onehot[xp.arange(target.shape[0]), target] = 1
         return onehot
     if target.dtype != output.dtype:
@@ -574,7 +577,7 @@ def get_loss(name):
     """The loss ``name`` as a callable ``(output, target) -> (loss: float, doutput)``.
 
     quadratic (alias mse): 1/(2n) sum ||output - target||^2, dense targets or class labels
-        (one-hot encoded);
+        (one-hot encoded; with a single output unit the 0/1 label itself);
     binary_cross_entropy: output = probabilities (sigmoid outputs), targets in [0, 1];
     softmax_cross_entropy: output = logits, targets = integer class labels.
     The loss is a mean over the batch rows; doutput is its gradient."""
