@@ -222,3 +222,14 @@ def test_get_loss():
     assert v > 0
     with pytest.raises(ValueError, match="quadratic.*binary_cross_entropy.*softmax_cross_entropy"):
         nn.get_loss("hinge")
+
+
+def test_activation_layer_classes():
+    for cls, mode in ((nn.Sigmoid, "sigmoid"), (nn.Tanh, "tanh"), (nn.ReLU, "relu"), (nn.Threshold, "threshold"),
+                      (nn.Identity, "identity")):
+        layer = cls()
+        assert isinstance(layer, nn.Activation) and layer.mode == mode and layer.parameters() == []
+    with pytest.raises(ValueError, match="mode"):
+        nn.Activation("softplus")
+    x = np.array([[-1.0, 0.5]])
+    np.testing.assert_allclose(nn.ReLU().forward(x), [[0.0, 0.5]])

@@ -175,3 +175,14 @@ def test_layer_stats(data):
     assert 0 < s[0]["activation_mean"] < 1 and 0 <= s[0]["saturation"] <= 1 and s[1]["saturation"] == 0
     net[0].weight.data *= 100  # huge weights: sigmoid units saturate
     assert lw.diagnostics.layer_stats(net, X)[0]["saturation"] > 0.5
+
+
+def test_patience_restores_best_even_without_stopping(data):
+    X, y, Xt, yt = data
+    net = nn.mlp([16, 12, 4], seed=0)
+    snaps = []
+    h = train.fit(net, X, y, lr=30.0, epochs=4, X_val=Xt, y_val=yt, patience=10, progress=False,
+                  callback=lambda e, hist: snaps.append([p.data.copy() for p in net.parameters()]))
+    assert not h.stopped_early and h.epochs == 4
+    for p, s in zip(net.parameters(), snaps[h.best_epoch]):
+        np.testing.assert_array_equal(p.data, s)

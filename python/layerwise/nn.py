@@ -306,25 +306,39 @@ class Activation(Module):
         return f"Activation({self.mode!r})"
 
 
-def Sigmoid():
-    return Activation("sigmoid")
+class Sigmoid(Activation):
+    """y = 1 / (1 + exp(-x))."""
+
+    def __init__(self):
+        super().__init__("sigmoid")
 
 
-def Tanh():
-    return Activation("tanh")
+class Tanh(Activation):
+    """y = tanh(x)."""
+
+    def __init__(self):
+        super().__init__("tanh")
 
 
-def ReLU():
-    return Activation("relu")
+class ReLU(Activation):
+    """y = max(x, 0)."""
+
+    def __init__(self):
+        super().__init__("relu")
 
 
-def Threshold():
+class Threshold(Activation):
     """Heaviside step (perceptron unit); its gradient is zero almost everywhere."""
-    return Activation("threshold")
+
+    def __init__(self):
+        super().__init__("threshold")
 
 
-def Identity():
-    return Activation("identity")
+class Identity(Activation):
+    """y = x."""
+
+    def __init__(self):
+        super().__init__("identity")
 
 
 class Dropout(Module):

@@ -152,8 +152,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         Generator seeded with ``seed`` (the last batch may be smaller).
     X_val, y_val: validation data, evaluated after every epoch.
     patience: early stopping -- stop after ``patience`` epochs without a new lowest validation
-        error, and restore the weights of the best epoch (needs validation data). Without
-        patience the final weights are kept (best_epoch is still recorded).
+        error; at the end (stopped early or not) the weights of the best epoch are restored.
+        Needs validation data. Without patience the final weights are kept (best_epoch is
+        still recorded).
     progress: tqdm bar over epochs; None = only when stderr is a terminal.
     diagnostics: record per-layer gradient norms (on up to 256 training samples) after each epoch.
     callback: ``callback(epoch, history)`` after each epoch; returning True stops training.
