@@ -138,6 +138,8 @@ def test_bad_arguments(data):
         train.fit(net, X, np.zeros((480, 3)), loss="quadratic", **kw)
     with pytest.raises(ValueError, match="y_val: has"):
         train.fit(net, X, y, X_val=Xt, y_val=yt[:5], **kw)
+    with pytest.raises(ValueError, match="y_val: must be of the same kind"):
+        train.fit(net, X, y, loss="quadratic", X_val=Xt, y_val=np.eye(4)[yt], **kw)
     with pytest.raises(ValueError, match="patience"):
         train.fit(net, X, y, patience=2, **kw)
     with pytest.raises(ValueError, match="loss"):

@@ -169,7 +169,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     if have_val:
         if X_val is None or y_val is None:
             raise ValueError("X_val, y_val: give both or neither")
-        X_val, y_val, _ = prepare_data(net, X_val, y_val, loss=loss, names=("X_val", "y_val"))
+        X_val, y_val, val_labels = prepare_data(net, X_val, y_val, loss=loss, names=("X_val", "y_val"))
+        if val_labels != labels:
+            raise ValueError("y_val: must be of the same kind as y (class labels, or dense targets)")
     if patience is not None:
         patience = _positive_int("patience", patience)
         if not have_val:
