@@ -425,7 +425,7 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, batch_siz
     codes = _as_data(X, dtype, device)
     xp = array_module(codes)
     layers, rbms, recons = [], [], []
-    bar = train._progress_bar(progress, (len(sizes) - 2) * epochs_per_layer)
+    bar = train._progress_bar(progress, (len(sizes) - 2) * epochs_per_layer, desc="RBM pretraining")
     try:
         for i in range(1, len(sizes) - 1):
             rbm = RBM(sizes[i - 1], sizes[i], seed=_sub_seed(rng), dtype=dtype, device=device, rng=rng)

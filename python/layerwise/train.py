@@ -155,7 +155,8 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         error; at the end (stopped early or not) the weights of the best epoch are restored.
         Needs validation data. Without patience the final weights are kept (best_epoch is
         still recorded).
-    progress: tqdm bar over epochs; None = only when stderr is a terminal.
+    progress: tqdm bar (samples of all epochs; postfix: epoch, loss, validation error);
+        None = only when stderr is a terminal; False = off.
     diagnostics: record per-layer gradient norms (on up to 256 training samples) after each epoch.
     callback: ``callback(epoch, history)`` after each epoch; returning True stops training.
     """
@@ -201,7 +202,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     best_err, best_params, since_best = None, None, 0
     at_zero = _threshold_at_zero(net)
 
-    bar = _progress_bar(progress, epochs)
+    # One bar over all samples of all epochs: an epoch of a big net can take minutes, so the
+    # bar advances per batch (tqdm redraws at most ~10 times a second; updates are cheap).
+    bar = _progress_bar(progress, epochs * n, unit="sample")
     try:
         for epoch in range(epochs):
             lr_t = opt.set_epoch(epoch) if hasattr(opt, "set_epoch") else getattr(opt, "lr", float("nan"))
@@ -221,6 +224,8 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
                 total_loss += value * xb.shape[0]
                 if labels:
                     wrong += _count_wrong(out, yb, at_zero)
+                if bar is not None:
+                    bar.update(xb.shape[0])
             seconds = time.perf_counter() - t0
             train_loss = total_loss / n if n else 0.0
             hist.train_loss.append(train_loss)
@@ -243,11 +248,10 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
                     if patience is not None and since_best >= patience:
                         hist.stopped_early = stop = True
             if bar is not None:
-                post = {"loss": f"{train_loss:.4g}"}
+                post = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{train_loss:.4g}"}
                 if have_val:
                     post["val_err"] = f"{hist.valid_error[-1]:.4g}"
                 bar.set_postfix(post)
-                bar.update(1)
             if callback is not None and callback(epoch, hist) is True:
                 stop = True
             if stop:
@@ -261,14 +265,15 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     return hist
 
 
-def _progress_bar(progress, epochs):
+def _progress_bar(progress, total, *, unit="epoch", desc="training"):
+    """A tqdm bar on stderr, or None. progress=None: only when stderr is a terminal."""
     if progress is None:
         progress = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=epochs, desc="epochs", unit="epoch", file=sys.stderr, leave=True)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "sample", file=sys.stderr, leave=True)
 
 
 # ---- evaluation ------------------------------------------------------------------------------
