@@ -19,15 +19,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 import time
 from collections import defaultdict
 
-import numpy as np
 
-import layerwise as lw
+def _limit_blas_threads(argv):
+    """--threads N must also bind NumPy's BLAS, whose pool size is fixed when numpy is
+    imported: set the usual variables before that import."""
+    n = None
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            n = argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    if n is not None and n.isdigit() and int(n) > 0:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+            os.environ[var] = n
+
+
+if __name__ == "__main__":
+    _limit_blas_threads(sys.argv[1:])
+
+import numpy as np  # noqa: E402
+
+import layerwise as lw  # noqa: E402
 
 SIZES = [784, 1000, 1000, 1000, 10]
 LR, MOMENTUM = 0.01, 0.9
@@ -188,7 +207,8 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=1280, help="samples per measured epoch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", type=int, nargs="+", default=[10, 32, 128])
-    ap.add_argument("--threads", type=int, default=0, help="threads for every implementation (0: all cores)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for every implementation, NumPy's BLAS included (0: all cores)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", metavar="PATH")
