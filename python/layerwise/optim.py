@@ -113,7 +113,9 @@ class SGD:
 
     params: Parameters (e.g. ``net.parameters()``). Velocity buffers are created
     (zeros, on the parameter's device) at the first step. Create the optimizer
-    after moving the net to its device."""
+    after moving the net to its device. ``weight_decay`` applies to every parameter
+    given, biases included (as in torch.optim.SGD); to exempt biases, give two
+    optimizers the two groups."""
 
     def __init__(self, params, lr, *, momentum=0.0, weight_decay=0.0, nesterov=False, schedule=None):
         self.params = list(params)
