@@ -2,7 +2,8 @@
 
     layerwise info                                   backend and build information
     layerwise bengio2006 [--preset smoke|quick|full] [--data DIR] [--device cpu|cuda]
-                         [--out DIR] [--seed N] [--rows NAME,...] [--no-progress]
+                         [--out DIR] [--seed N] [--rows NAME,...] [--threads N]
+                         [--no-progress] [--no-plots]
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write results.json and the figures (default: results/bengio2006-PRESET)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--rows", type=_rows, default=None, metavar="NAME,...", help="train only these rows")
+    b.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU kernel threads (default: all cores); on a machine shared with other jobs, 1 is "
+                        "often much faster")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     return parser
@@ -70,7 +74,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = args.out if args.out is not None else f"results/bengio2006-{args.preset}"
         try:
             bengio2006.run(args.preset, data=args.data, device=args.device, out=out, seed=args.seed,
-                           rows=args.rows, progress=not args.no_progress, plots=not args.no_plots)
+                           rows=args.rows, progress=not args.no_progress, plots=not args.no_plots,
+                           threads=args.threads)
         except DatasetNotFoundError as e:
             print(f"layerwise: error: {e}", file=sys.stderr)
             return 2
