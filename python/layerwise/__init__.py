@@ -6,6 +6,7 @@ networks with backpropagation, SGD and greedy layer-wise pretraining.
 """
 from . import _core, ops
 from . import nn, optim, train, pretrain, diagnostics
+from . import datasets
 
 __version__ = _core.version()
 
@@ -23,4 +24,4 @@ def backend_info() -> dict:
     }
 
 
-__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "backend_info", "__version__"]
+__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "datasets", "backend_info", "__version__"]
