@@ -175,8 +175,9 @@ class _Buffers:
 
     def get(self, key, like, shape):
         """An uninitialized array of ``shape`` (dtype/device of ``like``), reused per key."""
+        # type() tells NumPy from CuPy cheaply (device_of costs more than the rest of this).
         a = self.sets.get(key)
-        if a is None or a.shape != shape or a.dtype != like.dtype or device_of(a) != device_of(like):
+        if a is None or a.shape != shape or a.dtype != like.dtype or type(a) is not type(like):
             if len(self.sets) >= _MAX_BUFFER_SETS * 4:
                 self.sets.clear()
             a = self.sets[key] = array_module(like).empty(shape, dtype=like.dtype)
