@@ -233,3 +233,11 @@ def test_activation_layer_classes():
         nn.Activation("softplus")
     x = np.array([[-1.0, 0.5]])
     np.testing.assert_allclose(nn.ReLU().forward(x), [[0.0, 0.5]])
+
+
+@pytest.mark.skipif(lw.ops._cupy is not None, reason="CuPy present: 'cuda' is a valid device here")
+def test_cuda_without_cupy_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="CuPy"):
+        nn.mlp([3, 2]).to("cuda")
+    with pytest.raises(RuntimeError, match="CuPy"):
+        nn.Linear(3, 2, device="cuda")
