@@ -5,6 +5,8 @@ networks with backpropagation, SGD and greedy layer-wise pretraining.
     y = lw.ops.linear_forward(x, w, b, activation="sigmoid")
 """
 from . import _core, ops
+from . import nn, optim, train, pretrain, diagnostics
+from . import datasets
 
 __version__ = _core.version()
 
@@ -22,4 +24,4 @@ def backend_info() -> dict:
     }
 
 
-__all__ = ["ops", "backend_info", "__version__"]
+__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "datasets", "backend_info", "__version__"]

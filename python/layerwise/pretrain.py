@@ -1,0 +1,456 @@
+"""layerwise.pretrain -- greedy layer-wise pretraining of deep sigmoid nets.
+
+Training a deep sigmoid net end to end from a random start is slow because the
+gradient reaching the lower layers is tiny (see layerwise.diagnostics). Greedy
+layer-wise training sidesteps that: train one hidden layer at a time, each a
+*shallow* problem with healthy gradients, on the codes of the (frozen) layers
+below; then stack the layers and fine-tune the whole net with ``train.fit``.
+
+Three ways to train a layer:
+
+* ``greedy_supervised``  -- (idea #2) layer i plus a temporary softmax output layer,
+  trained on the labels;
+* ``greedy_autoencoder`` -- (idea #3) layer i as the encoder of an autoencoder
+  z = h(Wx + b), x' = h(W'z + b') that reconstructs its input (optionally with tied
+  weights W' = W^T, and masking noise: a denoising autoencoder);
+* ``greedy_rbm``         -- layer i as a Bernoulli-Bernoulli RBM trained with
+  contrastive divergence (CD-k, or persistent CD); the stack is a deep belief net
+  whose recognition weights initialize the sigmoid net.
+
+``sizes = [inputs, hidden_1, ..., hidden_L, outputs]`` in every function: the L
+hidden layers are pretrained, and the output layer is added on top. Each returns
+``(net, info)``: a ``nn.Sequential`` ready for ``train.fit`` (softmax
+cross-entropy on logits), and a dict of per-layer training records.
+
+All hyperparameters are plain arguments (learning rate, momentum, batch size,
+epochs per layer, loss). Same seed, same device: same result.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+
+import numpy as np
+
+from . import nn, ops, train
+from .nn import Linear, Module, Parameter, Sequential, array_module, to_device
+
+__all__ = ["greedy_supervised", "greedy_autoencoder", "greedy_rbm", "AutoEncoder", "RBM"]
+
+
+def _check_sizes(sizes, X):
+    sizes = list(sizes)
+    if len(sizes) < 3:
+        raise ValueError(f"sizes: need [inputs, hidden..., outputs] with at least one hidden layer, got {sizes}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+            raise ValueError(f"sizes: every size must be a positive integer, got {sizes}")
+    if getattr(X, "ndim", None) != 2:
+        raise ValueError(f"X: expected a 2-D array (samples, features), got shape {getattr(X, 'shape', None)}")
+    if X.shape[1] != sizes[0]:
+        raise ValueError(f"sizes: sizes[0] = {sizes[0]} does not match X with {X.shape[1]} features")
+    return [int(s) for s in sizes]
+
+
+def _as_data(X, dtype, device):
+    dtype = nn._check_dtype(dtype)
+    X = to_device(X, nn._check_device(device))
+    return array_module(X).ascontiguousarray(X, dtype=dtype)
+
+
+def _sub_seed(rng):
+    """A seed for a counter-based sampler, drawn from the run's Generator (deterministic)."""
+    return int(rng.integers(0, 2**62))
+
+
+# ---- idea #2: greedy supervised -------------------------------------------------------------
+def greedy_supervised(sizes, X, y, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32,
+                      weight_decay=0.0, activation="sigmoid", init="uniform", seed=0, dtype="float32",
+                      device="cpu", progress=None):
+    """Greedy supervised layer-wise training (idea #2).
+
+    For hidden layer i = 1..L: a new Linear(sizes[i-1], sizes[i], activation) with a
+    temporary output layer Linear(sizes[i], sizes[-1]) (logits) is trained with
+    softmax cross-entropy on (codes of layer i-1, y) for ``epochs_per_layer`` epochs
+    (SGD with ``lr``, ``momentum``, ``weight_decay``, minibatches of ``batch_size``);
+    then layer i is frozen and its codes feed layer i+1.
+
+    Returns (net, info): net = all hidden layers + the *last* temporary output layer
+    (already trained on the top codes, so fine-tuning starts from a working
+    classifier); info = {"histories": [train.History per layer]}."""
+    sizes = _check_sizes(sizes, X)
+    rng = np.random.default_rng(seed)
+    codes = _as_data(X, dtype, device)
+    hidden, histories, head = [], [], None
+    for i in range(1, len(sizes) - 1):
+        layer = Linear(sizes[i - 1], sizes[i], activation=activation, init=init, dtype=dtype, device=device,
+                       rng=rng)
+        head = Linear(sizes[i], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+        hist = train.fit(Sequential(layer, head), codes, y, loss="softmax_cross_entropy", lr=lr,
+                         momentum=momentum, weight_decay=weight_decay, epochs=epochs_per_layer,
+                         batch_size=batch_size, seed=_sub_seed(rng), progress=progress)
+        histories.append(hist)
+        hidden.append(layer)
+        codes = layer.forward(codes, train=False)  # the frozen layer's codes: the next layer's data
+    return Sequential(*hidden, head), {"histories": histories}
+
+
+# ---- idea #3: autoencoders ------------------------------------------------------------------
+class AutoEncoder(Module):
+    """One-hidden-layer autoencoder: z = act(W x + b), x' = out_act(W' z + b').
+
+    tied=True shares the weights, W' = W^T: W then gets the sum of the gradients of
+    its two uses. noise > 0 makes it a denoising autoencoder: in training each input
+    is zeroed with probability ``noise`` (masking noise, sampled with ops.bernoulli
+    under ``seed``) while the target stays the clean input.
+
+    As a Module its input and output are both x (in_features = out_features =
+    n_visible), so ``train.fit(ae, X, X, loss=...)`` trains it."""
+
+    def __init__(self, n_visible, n_hidden, *, activation="sigmoid", output_activation="sigmoid", tied=False,
+                 noise=0.0, seed=0, init="uniform", dtype="float32", device="cpu", rng=None):
+        if not (0.0 <= noise < 1.0):
+            raise ValueError(f"noise: masking fraction must be in [0, 1), got {noise!r}")
+        rng = nn._rng(rng)
+        self.encoder = Linear(n_visible, n_hidden, activation=activation, init=init, dtype=dtype, device=device,
+                              rng=rng)
+        self.tied, self.noise, self.seed, self.offset = bool(tied), float(noise), int(seed), 0
+        self.output_activation = nn._check_activation(output_activation, "output_activation")
+        if tied:
+            self.decoder = None
+            xp = array_module(self.encoder.weight.data)
+            self.decoder_bias = Parameter(xp.zeros(n_visible, dtype=self.encoder.weight.data.dtype), "decoder_bias")
+        else:
+            self.decoder = Linear(n_hidden, n_visible, activation=output_activation, init=init, dtype=dtype,
+                                  device=device, rng=rng)
+        self.in_features = self.out_features = int(n_visible)
+        self.n_hidden = int(n_hidden)
+        self._buf = nn._Buffers()
+        self._mask = self._xr = None
+        self._train = False
+
+    def parameters(self):
+        tail = [self.decoder_bias] if self.tied else self.decoder.parameters()
+        return self.encoder.parameters() + tail
+
+    def encode(self, x):
+        """The hidden code z of x (evaluation mode, fresh array)."""
+        return self.encoder.forward(x, train=False)
+
+    def forward(self, x, *, train=False):
+        n, xp = x.shape[0], array_module(x)
+        self._train, self._mask = train, None
+        if train and self.noise > 0:
+            mask = self._buf.get(("mask", n), x, x.shape)
+            ops.bernoulli(1.0 - self.noise, seed=self.seed, offset=self.offset, out=mask)
+            self.offset += mask.size
+            noisy = self._buf.get(("noisy", n), x, x.shape)
+            xp.multiply(x, mask, out=noisy)
+            self._mask, x = mask, noisy
+        z = self.encoder.forward(x, train=train)
+        if not self.tied:
+            return self.decoder.forward(z, train=train)
+        # x' = out_act(z @ W + b'): z @ W is linear_backward_data's product (dy @ weight),
+        # so the transpose W^T is never materialized.
+        out = self._buf.get(("xr", n), z, (n, self.in_features)) if train else None
+        a = ops.linear_backward_data(z, self.encoder.weight.data, out=out)
+        a += self.decoder_bias.data
+        self._xr = ops.activation_forward(a, self.output_activation, out=a)
+        return self._xr
+
+    def backward(self, dy, *, input_grad=True):
+        n, train = dy.shape[0], self._train
+        if not self.tied:
+            dz = self.decoder.backward(dy)
+        else:
+            if self.output_activation == "identity":
+                da = dy
+            else:
+                out = self._buf.get(("da", n), dy, dy.shape) if train else None
+                da = ops.activation_backward(self._xr, dy, self.output_activation, out=out)
+            xp = array_module(da)
+            xp.sum(da, axis=0, out=self.decoder_bias.grad)
+            # dJ/dz = da @ W^T = linear_forward(da, W) (x @ weight.T).
+            out = self._buf.get(("dz", n), da, (n, self.n_hidden)) if train else None
+            dz = ops.linear_forward(da, self.encoder.weight.data, out=out)
+        dx = self.encoder.backward(dz, input_grad=input_grad)  # overwrites W.grad with the encoder's part
+        if self.tied:
+            # ... then add the decoder's part: dJ/dW' = da^T z, i.e. dJ/dW = z^T da, which is
+            # linear_backward_weights(dy=z, x=da) -- accumulated into W.grad.
+            ops.linear_backward_weights(self.encoder._y, da, dweight=self.encoder.weight.grad, accumulate=True,
+                                        bias=False)
+        if dx is not None and self._mask is not None:
+            dx *= self._mask  # masked inputs did not influence the output
+        return dx
+
+    def to(self, device):
+        super().to(device)
+        self.encoder._clear_state()
+        if self.decoder is not None:
+            self.decoder._clear_state()
+        return self
+
+    def _clear_state(self):
+        self._buf.clear()
+        self._mask = self._xr = None
+
+    def config(self):
+        return {"type": "AutoEncoder", "n_visible": self.in_features, "n_hidden": self.n_hidden,
+                "tied": self.tied, "noise": self.noise, "output_activation": self.output_activation}
+
+
+def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32, loss="quadratic",
+                       tied=False, noise=0.0, weight_decay=0.0, activation="sigmoid", init="uniform", seed=0,
+                       dtype="float32", device="cpu", progress=None):
+    """Greedy layer-wise autoencoder pretraining (idea #3), unsupervised.
+
+    For hidden layer i: an AutoEncoder(sizes[i-1], sizes[i]) with sigmoid (``activation``)
+    encoder and sigmoid decoder is trained to reconstruct the codes of layer i-1 (the
+    data for i = 1) for ``epochs_per_layer`` epochs of SGD (``lr``, ``momentum``,
+    ``weight_decay``, ``batch_size``) on ``loss`` ("quadratic" or
+    "binary_cross_entropy"; inputs should lie in [0, 1], as sigmoid codes do).
+    ``tied``: decoder weights W^T; ``noise``: masking-noise fraction (denoising AE).
+    The encoder becomes hidden layer i; the decoder is dropped.
+
+    Returns (net, info): net = the encoders + a fresh output layer
+    Linear(sizes[-2], sizes[-1]) (logits); info = {"histories": [History per layer]
+    (train_loss = reconstruction loss per epoch), "reconstruction_error": [[loss per
+    epoch] per layer], "autoencoders": [AutoEncoder per layer]}."""
+    sizes = _check_sizes(sizes, X)
+    lname = nn.loss_name(loss)
+    if lname not in ("quadratic", "binary_cross_entropy"):
+        raise ValueError(f"loss: an autoencoder needs 'quadratic' or 'binary_cross_entropy', got {loss!r}")
+    rng = np.random.default_rng(seed)
+    codes = _as_data(X, dtype, device)
+    layers, histories, aes = [], [], []
+    for i in range(1, len(sizes) - 1):
+        ae = AutoEncoder(sizes[i - 1], sizes[i], activation=activation, output_activation="sigmoid", tied=tied,
+                         noise=noise, seed=_sub_seed(rng), init=init, dtype=dtype, device=device, rng=rng)
+        hist = train.fit(ae, codes, codes, loss=lname, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         epochs=epochs_per_layer, batch_size=batch_size, seed=_sub_seed(rng), progress=progress)
+        histories.append(hist)
+        aes.append(ae)
+        layers.append(ae.encoder)
+        codes = ae.encode(codes)
+    head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+    info = {"histories": histories, "reconstruction_error": [h.train_loss for h in histories], "autoencoders": aes}
+    return Sequential(*layers, head), info
+
+
+# ---- RBMs and deep belief nets -----------------------------------------------------------------
+class RBM(Module):
+    """Bernoulli-Bernoulli restricted Boltzmann machine.
+
+    Energy E(v, h) = -b.v - c.h - h.W v with W (n_hidden, n_visible), so
+    p(h=1|v) = sigmoid(W v + c) and p(v=1|h) = sigmoid(W^T h + b); free energy
+    F(v) = -b.v - sum_j softplus(c_j + W_j.v), p(v) = exp(-F(v)) / Z.
+
+    Sampling uses ops.bernoulli under ``seed`` with a counter offset that advances by
+    every sample's size (reproducible on any device). Initialization follows Hinton's
+    practical guide: W ~ N(0, 0.01^2), biases 0. As a Module, ``forward`` gives the
+    hidden probabilities (the recognition pass); it has no ``backward``."""
+
+    def __init__(self, n_visible, n_hidden, *, seed=0, dtype="float32", device="cpu", rng=None, init_std=0.01):
+        for name, v in (("n_visible", n_visible), ("n_hidden", n_hidden)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        dtype = nn._check_dtype(dtype)
+        rng = nn._rng(rng)
+        w = rng.normal(0.0, init_std, size=(n_hidden, n_visible)).astype(dtype)
+        self.weight = Parameter(to_device(w, device), "weight")
+        xp = array_module(self.weight.data)
+        self.hidden_bias = Parameter(xp.zeros(n_hidden, dtype=dtype), "hidden_bias")
+        self.visible_bias = Parameter(xp.zeros(n_visible, dtype=dtype), "visible_bias")
+        self.n_visible, self.n_hidden = int(n_visible), int(n_hidden)
+        self.in_features, self.out_features = self.n_visible, self.n_hidden
+        self.seed, self.offset = int(seed), 0
+        self._buf = nn._Buffers()
+        self._chain = None  # persistent CD: the fantasy particles' visible states
+        self._velocity = [None, None, None]
+
+    def parameters(self):
+        return [self.weight, self.hidden_bias, self.visible_bias]
+
+    # -- conditionals and sampling --
+    def hidden_probs(self, v, *, out=None):
+        """p(h = 1 | v) = sigmoid(v @ W^T + c), (n, n_hidden)."""
+        return ops.linear_forward(v, self.weight.data, self.hidden_bias.data, activation="sigmoid", out=out)
+
+    def visible_probs(self, h, *, out=None):
+        """p(v = 1 | h) = sigmoid(h @ W + b), (n, n_visible)."""
+        a = ops.linear_backward_data(h, self.weight.data, out=out)  # h @ W without forming W^T
+        a += self.visible_bias.data
+        return ops.activation_forward(a, "sigmoid", out=a)
+
+    def sample(self, p, *, out=None):
+        """Bernoulli samples of the probabilities p (advances the counter)."""
+        out = ops.bernoulli(p, seed=self.seed, offset=self.offset, out=out)
+        self.offset += p.size
+        return out
+
+    def forward(self, x, *, train=False):
+        return self.hidden_probs(x)
+
+    def backward(self, dy, *, input_grad=True):
+        raise NotImplementedError("RBM: trained with cd_step, not backpropagation")
+
+    # -- objectives --
+    def free_energy(self, v):
+        """F(v) for each row of v (array of shape (n,), on v's device)."""
+        xp = array_module(v)
+        pre = ops.linear_forward(v, self.weight.data, self.hidden_bias.data)
+        return -(v @ self.visible_bias.data) - xp.logaddexp(0.0, pre).sum(axis=1)
+
+    def reconstruction_error(self, v) -> float:
+        """Mean over rows of ||v - p(v | p(h | v))||^2: the deterministic (mean-field)
+        one-step reconstruction. A rough progress measure, not the likelihood."""
+        if v.shape[0] == 0:
+            return 0.0
+        r = self.visible_probs(self.hidden_probs(v))
+        r -= v
+        return float((r * r).sum()) / v.shape[0]
+
+    def log_likelihood(self, v) -> float:
+        """Exact mean log p(v) by enumerating all 2^n_visible states (n_visible <= 20 only)."""
+        if self.n_visible > 20:
+            raise ValueError("log_likelihood: exact enumeration needs n_visible <= 20")
+        xp = array_module(v)
+        states = xp.asarray(np.array(list(itertools.product([0, 1], repeat=self.n_visible)),
+                                     dtype=self.weight.data.dtype))
+        f_all = self.free_energy(states)
+        m = float((-f_all).max())
+        log_z = m + math.log(float(xp.exp(-f_all - m).sum()))
+        return float((-self.free_energy(v)).mean()) - log_z
+
+    # -- contrastive divergence --
+    def cd_gradient(self, v0, *, k=1, persistent=False) -> float:
+        """Writes the CD-k (or PCD-k) estimate of -d(mean log p(v0))/d(theta) into the
+        parameters' ``.grad`` (a descent direction, for an SGD step); returns the batch's
+        reconstruction error ||v0 - p(v | h1)||^2 (row mean) from the first Gibbs step.
+
+        Positive phase: p(h|v0). Negative phase: a Gibbs chain h -> v -> h, k times,
+        started from the data (CD) or from the persistent fantasy particles (PCD);
+        hidden states are sampled, visible states are sampled, and the statistics
+        use the last visible sample with its hidden *probabilities* (less noise)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k: expected a positive integer, got {k!r}")
+        n, xp, B = v0.shape[0], array_module(v0), self._buf
+        if n == 0:
+            for p in self.parameters():
+                p.grad.fill(0)
+            return 0.0
+        ph0 = self.hidden_probs(v0, out=B.get(("ph0", n), v0, (n, self.n_hidden)))
+        h = B.get(("h", n), v0, (n, self.n_hidden))
+        pv = B.get(("pv", n), v0, (n, self.n_visible))
+        v = B.get(("v", n), v0, (n, self.n_visible))
+        ph = B.get(("ph", n), v0, (n, self.n_hidden))
+        if persistent:
+            if self._chain is None or self._chain.shape[0] < n or self._chain.dtype != v0.dtype:
+                self._chain = v0.copy()  # start the fantasy particles at the data
+            chain = self._chain[:n]
+            self.sample(self.hidden_probs(chain, out=ph), out=h)
+        else:
+            self.sample(ph0, out=h)
+        recon = None
+        for step in range(k):
+            self.visible_probs(h, out=pv)
+            if step == 0 and not persistent:
+                d = pv - v0
+                recon = float((d * d).sum()) / n
+            self.sample(pv, out=v)
+            self.hidden_probs(v, out=ph)
+            if step < k - 1:
+                self.sample(ph, out=h)
+        if persistent:
+            chain[...] = v
+            recon = self.reconstruction_error(v0)
+        # grad W = (<h v>_model - <h v>_data) / n: negative statistics first, then add the
+        # positive ones with a minus sign folded into ph0's copy (ops has no alpha argument).
+        W, c, b = self.weight, self.hidden_bias, self.visible_bias
+        ops.linear_backward_weights(ph, v, dweight=W.grad, dbias=c.grad)
+        neg_ph0 = B.get(("neg_ph0", n), v0, (n, self.n_hidden))
+        xp.negative(ph0, out=neg_ph0)
+        ops.linear_backward_weights(neg_ph0, v0, dweight=W.grad, dbias=c.grad, accumulate=True)
+        xp.subtract(v.sum(axis=0), v0.sum(axis=0), out=b.grad)
+        for p in (W, c, b):
+            p.grad *= 1.0 / n
+        return recon
+
+    def cd_step(self, v0, *, lr, k=1, momentum=0.0, weight_decay=0.0, persistent=False) -> float:
+        """One CD-k (PCD-k) SGD update on the batch v0 (rows in [0, 1]); returns the
+        batch's reconstruction error (see ``cd_gradient``). ``weight_decay`` (L2) applies
+        to the weights only, as is customary, not to the biases."""
+        recon = self.cd_gradient(v0, k=k, persistent=persistent)
+        for i, p in enumerate(self.parameters()):
+            vel = None
+            if momentum:
+                vel = self._velocity[i]
+                if vel is None:
+                    vel = self._velocity[i] = array_module(p.data).zeros_like(p.data)
+            ops.sgd_update(p.data, p.grad, lr=lr, momentum=momentum, velocity=vel,
+                           weight_decay=weight_decay if i == 0 else 0.0)
+        return recon
+
+    def to(self, device):
+        super().to(device)
+        self._buf.clear()
+        self._chain = None
+        self._velocity = [None, None, None]
+        return self
+
+    def config(self):
+        return {"type": "RBM", "n_visible": self.n_visible, "n_hidden": self.n_hidden}
+
+
+def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, batch_size=32, k=1, persistent=False,
+               weight_decay=2e-4, seed=0, dtype="float32", device="cpu", init="uniform", progress=None):
+    """Greedy layer-wise RBM pretraining: a deep belief net whose weights start a sigmoid net.
+
+    For hidden layer i: an RBM(sizes[i-1], sizes[i]) is trained with CD-k
+    (``persistent=True``: PCD-k) on the codes of layer i-1 for ``epochs_per_layer``
+    epochs of minibatch SGD (``lr``, ``momentum``, ``weight_decay`` on the weights,
+    ``batch_size``, shuffled with the seeded Generator). The data should lie in
+    [0, 1] (binary, or probabilities used as such). The next layer's data are the
+    hidden *probabilities* p(h|v) (deterministic, less noisy than samples).
+
+    Returns (net, info): net = Linear(sizes[i-1], sizes[i], sigmoid) layers with the
+    RBMs' weights W and hidden biases c, + a fresh output layer Linear(sizes[-2],
+    sizes[-1]) (logits, ``init``); info = {"rbms": [RBM per layer],
+    "reconstruction_error": [[mean-field reconstruction error per epoch] per layer]}."""
+    sizes = _check_sizes(sizes, X)
+    batch_size = train._positive_int("batch_size", batch_size)
+    epochs_per_layer = int(epochs_per_layer)
+    rng = np.random.default_rng(seed)
+    codes = _as_data(X, dtype, device)
+    xp = array_module(codes)
+    layers, rbms, recons = [], [], []
+    bar = train._progress_bar(progress, (len(sizes) - 2) * epochs_per_layer, desc="RBM pretraining")
+    try:
+        for i in range(1, len(sizes) - 1):
+            rbm = RBM(sizes[i - 1], sizes[i], seed=_sub_seed(rng), dtype=dtype, device=device, rng=rng)
+            n = codes.shape[0]
+            shuffled = xp.empty_like(codes)
+            errs = []
+            for epoch in range(epochs_per_layer):
+                perm = rng.permutation(n)
+                xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
+                for s in range(0, n, batch_size):
+                    rbm.cd_step(shuffled[s:s + batch_size], lr=lr, k=k, momentum=momentum,
+                                weight_decay=weight_decay, persistent=persistent)
+                errs.append(rbm.reconstruction_error(codes))
+                if bar is not None:
+                    bar.set_postfix({"layer": i, "recon": f"{errs[-1]:.4g}"})
+                    bar.update(1)
+            layer = Linear(sizes[i - 1], sizes[i], activation="sigmoid", dtype=dtype, device=device, rng=rng)
+            layer.weight.data[...] = rbm.weight.data
+            layer.bias.data[...] = rbm.hidden_bias.data
+            layers.append(layer)
+            rbms.append(rbm)
+            recons.append(errs)
+            codes = rbm.hidden_probs(codes)
+    finally:
+        if bar is not None:
+            bar.close()
+    head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+    return Sequential(*layers, head), {"rbms": rbms, "reconstruction_error": recons}
