@@ -130,6 +130,16 @@ class Module:
         product in the first layer) and None is returned."""
         raise NotImplementedError
 
+    def backward_sgd(self, dy, opt, *, input_grad=True):
+        """``backward(dy)`` followed by ``opt``'s step of this module's parameters.
+
+        ``opt`` is an ``optim.SGD``. Layers that can (Linear) fuse the two, so the
+        gradients are never written to memory and ``.grad`` is left as it was;
+        the parameters end up exactly where the unfused step would put them."""
+        dx = self.backward(dy, input_grad=input_grad)
+        opt.step_params(self.parameters())
+        return dx
+
     def __call__(self, x, *, train=False):
         return self.forward(x, train=train)
 
@@ -227,22 +237,38 @@ class Linear(Module):
         self._x, self._y, self._train = x, y, train  # backward needs the input and the output
         return y
 
-    def backward(self, dy, *, input_grad=True):
+    def _dz(self, dy):
+        """dJ/d(pre-activation) from dJ/dy."""
         if self._x is None:
             raise RuntimeError("backward: call forward first")
-        n, train = dy.shape[0], self._train
         if self.activation == "identity":
-            dz = dy  # act' = 1: skip a pass over the data
-        else:
-            # The kernel takes act' from the output y (sigmoid: y(1-y), tanh: 1-y^2, relu: y>0).
-            out = self._buf.get(("dz", n), dy, dy.shape) if train else None
-            dz = ops.activation_backward(self._y, dy, self.activation, out=out)
+            return dy  # act' = 1: skip a pass over the data
+        # The kernel takes act' from the output y (sigmoid: y(1-y), tanh: 1-y^2, relu: y>0).
+        out = self._buf.get(("dz", dy.shape[0]), dy, dy.shape) if self._train else None
+        return ops.activation_backward(self._y, dy, self.activation, out=out)
+
+    def backward_sgd(self, dy, opt, *, input_grad=True):
+        params = self.parameters()
+        if not all(opt.owns(p) for p in params):  # a frozen parameter: take the unfused path
+            return Module.backward_sgd(self, dy, opt, input_grad=input_grad)
+        dz = self._dz(dy)
+        n = dy.shape[0]
+        dx = (self._buf.get(("dx", n), dy, (n, self.in_features)) if self._train else True) if input_grad else False
+        has_b = self.bias is not None
+        return ops.linear_backward_sgd(
+            dz, self._x, self.weight.data, self.bias.data if has_b else None, lr=opt.lr, momentum=opt.momentum,
+            weight_velocity=opt.velocity_of(self.weight), bias_velocity=opt.velocity_of(self.bias) if has_b else None,
+            weight_decay=opt.weight_decay, nesterov=opt.nesterov, dx=dx)
+
+    def backward(self, dy, *, input_grad=True):
+        n = dy.shape[0]
+        dz = self._dz(dy)
         ops.linear_backward_weights(dz, self._x, dweight=self.weight.grad,
                                     dbias=self.bias.grad if self.bias is not None else None,
                                     bias=self.bias is not None)
         if not input_grad:
             return None
-        out = self._buf.get(("dx", n), dy, (n, self.in_features)) if train else None
+        out = self._buf.get(("dx", n), dy, (n, self.in_features)) if self._train else None
         return ops.linear_backward_data(dz, self.weight.data, out=out)
 
     def _clear_state(self):
@@ -419,6 +445,13 @@ class Sequential(Module):
     def backward(self, dy, *, input_grad=True):
         for i in range(len(self.modules) - 1, -1, -1):
             dy = self.modules[i].backward(dy, input_grad=input_grad or i > 0)
+        return dy
+
+    def backward_sgd(self, dy, opt, *, input_grad=True):
+        # Layer i's step only changes layer i's weights, after its input gradient was
+        # taken with the old ones: the sweep equals backward() then opt.step().
+        for i in range(len(self.modules) - 1, -1, -1):
+            dy = self.modules[i].backward_sgd(dy, opt, input_grad=input_grad or i > 0)
         return dy
 
     def parameters(self):

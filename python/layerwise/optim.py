@@ -131,6 +131,7 @@ class SGD:
         self.nesterov = bool(nesterov)
         self.schedule = make_schedule(schedule)
         self.velocity = [None] * len(self.params)
+        self._index = {id(p): i for i, p in enumerate(self.params)}
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -141,15 +142,35 @@ class SGD:
 
     def step(self):
         """One update of every parameter from its current ``.grad``."""
+        self.step_params(self.params)
+
+    def owns(self, p):
+        """Whether ``p`` is one of the parameters this optimizer updates."""
+        return id(p) in self._index
+
+    def velocity_of(self, p):
+        """The momentum buffer of parameter ``p`` (zeros at first use), or None without momentum."""
+        if self.momentum == 0.0:
+            return None
+        i = self._index[id(p)]
+        v = self.velocity[i]
+        if v is None or v.shape != p.data.shape:
+            v = self.velocity[i] = array_module(p.data).zeros_like(p.data)
+        return v
+
+    def step_params(self, params):
+        """The update of those of ``params`` this optimizer owns, from their ``.grad``."""
         lr, mom, wd, nest = self.lr, self.momentum, self.weight_decay, self.nesterov
-        vel = self.velocity
-        for i, p in enumerate(self.params):
-            v = None
-            if mom != 0.0:
-                v = vel[i]
-                if v is None or v.shape != p.data.shape:
-                    v = vel[i] = array_module(p.data).zeros_like(p.data)
-            ops.sgd_update(p.data, p.grad, lr=lr, momentum=mom, velocity=v, weight_decay=wd, nesterov=nest)
+        for p in params:
+            if self.owns(p):
+                ops.sgd_update(p.data, p.grad, lr=lr, momentum=mom, velocity=self.velocity_of(p), weight_decay=wd,
+                               nesterov=nest)
+
+    def backward_step(self, net, dout, *, input_grad=False):
+        """``net.backward(dout)`` then ``step()`` in one sweep, with the fused
+        backward + update kernels where layers have them (same parameters after;
+        ``.grad`` is not written). Returns the input gradient when asked for."""
+        return net.backward_sgd(dout, self, input_grad=input_grad)
 
     def zero_grad(self):
         for p in self.params:

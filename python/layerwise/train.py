@@ -194,6 +194,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     xp = array_module(X)
     n = X.shape[0]
     rng = np.random.default_rng(seed)
+    # optim.SGD can run backward and update as one sweep (fused kernels, no gradient
+    # arrays): same parameters after each step, less memory traffic.
+    fused = isinstance(opt, optim.SGD) and hasattr(net, "backward_sgd")
     hist = History(error_unit="percent" if labels else "loss")
     # Shuffle into these once per epoch, then take contiguous slices: one gather per epoch
     # instead of one per batch, and every batch is a view the kernels accept as is.
@@ -219,8 +222,11 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
                 xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
                 out = net.forward(xb, train=True)
                 value, dout = loss_fn(out, yb)
-                net.backward(dout, input_grad=False)
-                opt.step()
+                if fused:
+                    opt.backward_step(net, dout)
+                else:
+                    net.backward(dout, input_grad=False)
+                    opt.step()
                 total_loss += value * xb.shape[0]
                 if labels:
                     wrong += _count_wrong(out, yb, at_zero)
