@@ -55,9 +55,22 @@ lwStatus_t context_create(CudaContext *ctx) {
   cudaError_t err = cudaGetDeviceCount(&n);
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
-    return fail(LW_STATUS_EXECUTION_FAILED,
-                std::string("lwCreate(LW_DEVICE_CUDA): no usable CUDA driver or GPU (") +
-                    cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + ")");
+    int drv = 0, rt = 0;
+    (void)cudaDriverGetVersion(&drv);  // 0 when no driver is loaded
+    (void)cudaRuntimeGetVersion(&rt);
+    (void)cudaGetLastError();
+    char buf[400];
+    if (drv == 0)
+      std::snprintf(buf, sizeof buf,
+                    "lwCreate(LW_DEVICE_CUDA): no usable GPU: no NVIDIA driver is loaded (%s)",
+                    cudaGetErrorName(err));
+    else
+      std::snprintf(buf, sizeof buf,
+                    "lwCreate(LW_DEVICE_CUDA): no usable CUDA GPU (%s: %s; driver supports CUDA "
+                    "%d.%d, layerwise was built with the CUDA %d.%d runtime)",
+                    cudaGetErrorName(err), cudaGetErrorString(err), drv / 1000, (drv % 1000) / 10,
+                    rt / 1000, (rt % 1000) / 10);
+    return fail(LW_STATUS_EXECUTION_FAILED, buf);
   }
   if (n == 0)
     return fail(LW_STATUS_EXECUTION_FAILED, "lwCreate(LW_DEVICE_CUDA): no CUDA device found");

@@ -75,12 +75,13 @@ def _cuda_handle(device_id):
     handles = getattr(_local, "cuda", None)
     if handles is None:
         handles = _local.cuda = {}
-    h = handles.get(device_id)
-    if h is None:
-        with _cupy.cuda.Device(device_id):
+    with _cupy.cuda.Device(device_id):
+        h = handles.get(device_id)
+        if h is None:
             h = handles[device_id] = _core.Handle("cuda")
-    # Launch on CuPy's current stream, as CuPy's own kernels do.
-    h.set_stream(_cupy.cuda.get_current_stream().ptr)
+        # Launch on CuPy's current stream of the arrays' device (CuPy keeps one
+        # per device), as CuPy's own kernels do.
+        h.set_stream(_cupy.cuda.get_current_stream().ptr)
     return h
 
 
@@ -173,7 +174,10 @@ class _Call:
         return _cuda_handle(self.device_id) if self.cuda else _cpu_handle()
 
     def empty(self, shape):
-        return self.xp.empty(shape, dtype=self.dtype)
+        if self.cuda:  # on the inputs' device, whichever device is current
+            with _cupy.cuda.Device(self.device_id):
+                return _cupy.empty(shape, dtype=self.dtype)
+        return np.empty(shape, dtype=self.dtype)
 
 
 def _ptr(a):
