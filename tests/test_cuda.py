@@ -15,6 +15,7 @@ or when no GPU/driver is usable. Tolerances, per op (rtol, atol), and why:
   loss values       rtol 1e-9 (both dtypes)    computed and summed in double on both sides
   loss gradients    rtol 2e-6 / 1e-13, atol tiny  double math rounded to the dtype
   SGD               rtol 1e-6 / 1e-14          nvcc contracts a*b+c into FMA, g++ does not
+  GEMM TF32 opt-in  rtol 1e-2, atol 3e-3*sqrt(K) inputs rounded to 10 mantissa bits
   Bernoulli         exact                      the same counter-based generator in both
 """
 import math
@@ -67,22 +68,32 @@ def gemm_tol(dtype, k):
     return (1e-5, 2e-6 * k) if np.dtype(dtype) == F32 else (1e-12, 1e-13 * k)
 
 
-# Shapes (n, in, out): single elements, odd sizes, edges of the 32x64 and
-# 128x128 tiles, more than one tile, the MNIST layer, and one large enough
-# (>= 132 tiles of 128x128) that the big-tile kernel runs on any current GPU.
+# Shapes (n, in, out): single elements, odd sizes (scalar loads), multiples of 4
+# that are not multiples of the tile (16-byte loads with a tail in K, M and N),
+# edges of the 32x64 and 128x128 tiles, more than one tile, the MNIST layers,
+# and three large enough (>= 132 tiles of 128x128, as many SMs as an H100/H200
+# has) that the big-tile kernel runs for x W^T (1537x1409, scalar loads),
+# dy W (1500x1500, vector loads) and dy^T x (1500x1500, vector loads).
 GEMM_SHAPES = [
     (1, 1, 1),
     (1, 7, 3),
     (3, 5, 7),
     (2, 9, 1),
+    (5, 4, 4),
     (17, 33, 65),
     (31, 8, 63),
+    (33, 36, 68),
     (33, 17, 129),
     (64, 128, 64),
+    (70, 44, 76),
     (129, 257, 130),
+    (260, 132, 136),
     (128, 784, 1000),
+    (32, 1000, 1000),
     (10, 784, 1000),
     (1537, 67, 1409),
+    (1500, 1500, 68),
+    (68, 1500, 1500),
 ]
 
 
@@ -193,6 +204,22 @@ def test_linear_strided_and_misaligned(dtype, offset):
     dwg, dbg = ops.linear_backward_weights(out, xg)
     dw, db = ops.linear_backward_weights(cp.asnumpy(out), x)
     close(dwg, dw, *gemm_tol(dtype, 70))
+
+
+@pytest.mark.parametrize("n,fin,fout", [(3, 5, 7), (128, 784, 1000), (260, 132, 136), (1500, 1500, 68)])
+def test_linear_tf32_opt_in(monkeypatch, n, fin, fout):
+    """LAYERWISE_CUDA_TF32=1 (read per call) switches float32 products to TF32 tensor
+    cores on sm_80+; inputs keep 10 mantissa bits, so the tolerance is ~1e-3*sqrt(K)."""
+    monkeypatch.setenv("LAYERWISE_CUDA_TF32", "1")
+    r = rng(n + fout)
+    x, xg = both(rand(r, (n, fin), np.float32))
+    w, wg = both(rand(r, (fout, fin), np.float32))
+    dy, dyg = both(rand(r, (n, fout), np.float32))
+    close(ops.linear_forward(xg, wg, activation="identity"), ops.linear_forward(x, w), 1e-2,
+          3e-3 * math.sqrt(fin))
+    close(ops.linear_backward_data(dyg, wg), ops.linear_backward_data(dy, w), 1e-2, 3e-3 * math.sqrt(fout))
+    close(ops.linear_backward_weights(dyg, xg)[0], ops.linear_backward_weights(dy, x)[0], 1e-2,
+          3e-3 * math.sqrt(n))
 
 
 # ---- activations and softmax ------------------------------------------------------

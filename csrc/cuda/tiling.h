@@ -62,6 +62,14 @@ struct TileConfig {
 };
 constexpr TileConfig kBigTile{128, 128, 8, 8, 8};  // 256 threads, 8x8 outputs each
 constexpr TileConfig kSmallTile{32, 64, 8, 4, 4};  // 128 threads, 4x4 outputs each
+// TF32 tensor-core tile (gemm_tf32.cu): 256 threads = 8 warps in a 2 x 4 grid, each
+// warp 64 x 32 outputs as 4 x 2 WMMA 16x16 fragments. TM/TN only size the thread
+// count here (the accumulators live in WMMA fragments); the slab staging is shared.
+constexpr TileConfig kTf32Tile{128, 128, 16, 8, 8};
+constexpr int kTf32WarpsM = 2, kTf32WarpsN = 4, kTf32WarpM = 64, kTf32WarpN = 32;
+static_assert(kTf32WarpsM * kTf32WarpM == kTf32Tile.BM && kTf32WarpsN * kTf32WarpN == kTf32Tile.BN,
+              "the warp grid covers the tile");
+static_assert(kTf32WarpsM * kTf32WarpsN * 32 == kTf32Tile.threads(), "one warp per grid cell");
 
 // Big tiles only when they alone fill the GPU; otherwise smaller tiles give
 // more blocks (e.g. n = 32 or 128 rows against 132 SMs).

@@ -89,8 +89,14 @@ void check_config(const t::TileConfig &c) {
 TEST(CudaTiling, ConfigsCoverTilesExactlyOnce) {
   check_config(t::kBigTile);
   check_config(t::kSmallTile);
+  check_config(t::kTf32Tile);  // its BK = 16 slab staging
   EXPECT_EQ(t::kBigTile.threads(), 256);
   EXPECT_EQ(t::kSmallTile.threads(), 128);
+  EXPECT_EQ(t::kTf32Tile.threads(), 256);
+  // WMMA needs 32-byte aligned fragment pointers: k-step 8 rows of (BM + 4) floats.
+  EXPECT_EQ((8 * (t::kTf32Tile.BM + 4) * 4) % 32, 0);
+  EXPECT_EQ((8 * (t::kTf32Tile.BN + 4) * 4) % 32, 0);
+  EXPECT_EQ((t::kTf32Tile.BK * (t::kTf32Tile.BM + 4) * 4) % 32, 0);  // second buffer
 }
 
 TEST(CudaTiling, GridCoversOddSizes) {
