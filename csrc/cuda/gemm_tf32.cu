@@ -31,15 +31,31 @@ namespace {
 constexpr tiling::TileConfig kCfg = tiling::kTf32Tile;
 constexpr int BM = kCfg.BM, BN = kCfg.BN, NT = kCfg.threads();
 
-template <int L>
-__global__ void __launch_bounds__(NT) sgemm_tf32_kernel(const GemmParams<float> p) {
+// Loads a slab of an operand whose contiguous dimension is known only at run
+// time: one kernel serves all three layouts (a uniform branch; fewer
+// instantiations keep the build short for a path that is off by default).
+template <int R, int BK, int LOADS>
+__device__ __forceinline__ void load_any(bool kcontig, float4 (&reg)[LOADS], const float *ptr,
+                                         int64_t ld, int64_t R_total, int64_t K, int64_t r0,
+                                         int64_t k0, bool vec, int tid) {
+  if (kcontig) load_slab<true, R, BK, NT, LOADS>(reg, ptr, ld, R_total, K, r0, k0, vec, tid);
+  else load_slab<false, R, BK, NT, LOADS>(reg, ptr, ld, R_total, K, r0, k0, vec, tid);
+}
+template <int R, int BK, int LOADS, int LDS>
+__device__ __forceinline__ void store_any(bool kcontig, float (*S)[LDS], const float4 (&reg)[LOADS],
+                                          int tid) {
+  if (kcontig) store_slab<true, R, BK, NT, LOADS, LDS>(S, reg, tid);
+  else store_slab<false, R, BK, NT, LOADS, LDS>(S, reg, tid);
+}
+
+__global__ void __launch_bounds__(NT) sgemm_tf32_kernel(const GemmParams<float> p, int layout) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   namespace wmma = nvcuda::wmma;
   constexpr int BK = kCfg.BK;
   constexpr int LDA_S = BM + 4, LDB_S = BN + 4;  // multiples of 4 floats, as WMMA needs
   constexpr int FRAG_M = tiling::kTf32WarpM / 16, FRAG_N = tiling::kTf32WarpN / 16;
   constexpr int A_LOADS = kCfg.loads(BM), B_LOADS = kCfg.loads(BN);
-  constexpr bool A_KCONTIG = L != kTN, B_KCONTIG = L == kNT;
+  const bool a_kc = layout != kTN, b_kc = layout == kNT;
   // 32-byte alignment: wmma::load_matrix_sync needs 256-bit aligned pointers. Every
   // fragment pointer below is base + (k * LD + 16 * j) floats with k in {0, 8} and
   // LD = 132: 8 * 132 * 4 = 4224 bytes = 132 * 32, and 16 floats = 64 bytes.
@@ -52,10 +68,10 @@ __global__ void __launch_bounds__(NT) sgemm_tf32_kernel(const GemmParams<float> 
   const int64_t m0 = (int64_t)blockIdx.x * BM, n0 = (int64_t)blockIdx.y * BN;
 
   float4 ra[A_LOADS], rb[B_LOADS];
-  load_slab<A_KCONTIG, BM, BK, NT, A_LOADS>(ra, p.A, p.lda, p.M, p.K, m0, 0, p.a_vec, tid);
-  load_slab<B_KCONTIG, BN, BK, NT, B_LOADS>(rb, p.B, p.ldb, p.N, p.K, n0, 0, p.b_vec, tid);
-  store_slab<A_KCONTIG, BM, BK, NT, A_LOADS, LDA_S>(As[0], ra, tid);
-  store_slab<B_KCONTIG, BN, BK, NT, B_LOADS, LDB_S>(Bs[0], rb, tid);
+  load_any<BM, BK, A_LOADS>(a_kc, ra, p.A, p.lda, p.M, p.K, m0, 0, p.a_vec, tid);
+  load_any<BN, BK, B_LOADS>(b_kc, rb, p.B, p.ldb, p.N, p.K, n0, 0, p.b_vec, tid);
+  store_any<BM, BK, A_LOADS, LDA_S>(a_kc, As[0], ra, tid);
+  store_any<BN, BK, B_LOADS, LDB_S>(b_kc, Bs[0], rb, tid);
   __syncthreads();
 
   wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FRAG_M][FRAG_N];
@@ -68,8 +84,8 @@ __global__ void __launch_bounds__(NT) sgemm_tf32_kernel(const GemmParams<float> 
   for (int64_t k0 = 0; k0 < p.K; k0 += BK) {
     const bool more = k0 + BK < p.K;
     if (more) {
-      load_slab<A_KCONTIG, BM, BK, NT, A_LOADS>(ra, p.A, p.lda, p.M, p.K, m0, k0 + BK, p.a_vec, tid);
-      load_slab<B_KCONTIG, BN, BK, NT, B_LOADS>(rb, p.B, p.ldb, p.N, p.K, n0, k0 + BK, p.b_vec, tid);
+      load_any<BM, BK, A_LOADS>(a_kc, ra, p.A, p.lda, p.M, p.K, m0, k0 + BK, p.a_vec, tid);
+      load_any<BN, BK, B_LOADS>(b_kc, rb, p.B, p.ldb, p.N, p.K, n0, k0 + BK, p.b_vec, tid);
     }
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 8) {
@@ -93,8 +109,8 @@ __global__ void __launch_bounds__(NT) sgemm_tf32_kernel(const GemmParams<float> 
         for (int j = 0; j < FRAG_N; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
     }
     if (more) {  // the other buffer's last readers finished before the previous barrier
-      store_slab<A_KCONTIG, BM, BK, NT, A_LOADS, LDA_S>(As[cur ^ 1], ra, tid);
-      store_slab<B_KCONTIG, BN, BK, NT, B_LOADS, LDB_S>(Bs[cur ^ 1], rb, tid);
+      store_any<BM, BK, A_LOADS, LDA_S>(a_kc, As[cur ^ 1], ra, tid);
+      store_any<BN, BK, B_LOADS, LDB_S>(b_kc, Bs[cur ^ 1], rb, tid);
     }
     __syncthreads();
     cur ^= 1;
@@ -154,11 +170,7 @@ lwStatus_t sgemm_tf32(const CudaContext &ctx, int layout, const GemmParams<float
     return fail(LW_STATUS_NOT_SUPPORTED, std::string(what) + ": matrix too large for one launch");
   const dim3 grid((unsigned)gx, (unsigned)gy);
   cudaStream_t s = stream_of(ctx);
-  switch (layout) {
-    case kNT: sgemm_tf32_kernel<kNT><<<grid, NT, 0, s>>>(p); break;
-    case kNN: sgemm_tf32_kernel<kNN><<<grid, NT, 0, s>>>(p); break;
-    default: sgemm_tf32_kernel<kTN><<<grid, NT, 0, s>>>(p); break;
-  }
+  sgemm_tf32_kernel<<<grid, NT, 0, s>>>(p, layout);
   return check_launch(what);
 }
 
