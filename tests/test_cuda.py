@@ -26,7 +26,12 @@ import pytest
 import layerwise
 from layerwise import ops
 
-cp = pytest.importorskip("cupy", reason="CuPy is not installed (pip install cupy-cuda13x)")
+# pytest.importorskip("cupy"), spelled out so that a broken CuPy install (an
+# ImportError other than "not found") also skips, on every pytest version.
+try:
+    import cupy as cp
+except Exception as e:  # noqa: BLE001
+    pytest.skip(f"CuPy is not importable ({e}); pip install cupy-cuda13x", allow_module_level=True)
 
 
 def _cupy_gpus():
