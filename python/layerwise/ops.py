@@ -76,12 +76,13 @@ def _cuda_handle(device_id):
     handles = getattr(_local, "cuda", None)
     if handles is None:
         handles = _local.cuda = {}
-    h = handles.get(device_id)
-    if h is None:
-        with _cupy.cuda.Device(device_id):
+    with _cupy.cuda.Device(device_id):
+        h = handles.get(device_id)
+        if h is None:
             h = handles[device_id] = _core.Handle("cuda")
-    # Launch on CuPy's current stream, as CuPy's own kernels do.
-    h.set_stream(_cupy.cuda.get_current_stream().ptr)
+        # Launch on CuPy's current stream of the arrays' device (CuPy keeps one
+        # per device), as CuPy's own kernels do.
+        h.set_stream(_cupy.cuda.get_current_stream().ptr)
     return h
 
 
@@ -187,7 +188,17 @@ class _Call:
         return _cuda_handle(self.device_id) if self.cuda else _cpu_handle()
 
     def empty(self, shape):
-        return self.xp.empty(shape, dtype=self.dtype)
+        if self.cuda:  # on the inputs' device, whichever device is current
+            with _cupy.cuda.Device(self.device_id):
+                return self._strided_empty(_cupy, shape)
+        return self._strided_empty(np, shape)
+
+    def _strided_empty(self, xp, shape):
+        if len(shape) == 2 and shape[0] == 0:
+            # An empty batch: NumPy 2 gives fresh 0-row arrays zero strides, which
+            # _layout rejects; a 0-row slice of a 1-row array keeps row-major strides.
+            return xp.empty((1, shape[1]), dtype=self.dtype)[:0]
+        return xp.empty(shape, dtype=self.dtype)
 
 
 def _ptr(a):
