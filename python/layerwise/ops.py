@@ -190,15 +190,8 @@ class _Call:
     def empty(self, shape):
         if self.cuda:  # on the inputs' device, whichever device is current
             with _cupy.cuda.Device(self.device_id):
-                return self._strided_empty(_cupy, shape)
-        return self._strided_empty(np, shape)
-
-    def _strided_empty(self, xp, shape):
-        if len(shape) == 2 and shape[0] == 0:
-            # An empty batch: NumPy 2 gives fresh 0-row arrays zero strides, which
-            # _layout rejects; a 0-row slice of a 1-row array keeps row-major strides.
-            return xp.empty((1, shape[1]), dtype=self.dtype)[:0]
-        return xp.empty(shape, dtype=self.dtype)
+                return _cupy.empty(shape, dtype=self.dtype)
+        return np.empty(shape, dtype=self.dtype)
 
 
 def _ptr(a):
