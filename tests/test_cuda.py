@@ -362,6 +362,31 @@ def test_sgd_update(dtype, momentum, nesterov, wd, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,fin,fout", [(1, 1, 1), (10, 33, 7), (32, 784, 1000), (129, 65, 3)])
+@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, False, 0.0), (0.9, True, 1e-3)])
+def test_linear_backward_sgd(dtype, n, fin, fout, momentum, nesterov, wd):
+    r = rng(n)
+    dy, dyg = both(rand(r, (n, fout), dtype))
+    x, xg = both(rand(r, (n, fin), dtype))
+    w, wg = both(rand(r, (fout, fin), dtype))
+    b, bg = both(rand(r, (fout,), dtype))
+    vw, vwg = both(rand(r, (fout, fin), dtype))
+    vb, vbg = both(rand(r, (fout,), dtype))
+    kw = dict(lr=0.1, momentum=momentum, weight_decay=wd, nesterov=nesterov)
+    dx = ops.linear_backward_sgd(dy, x, w, b, weight_velocity=vw if momentum else None,
+                                 bias_velocity=vb if momentum else None, dx=True, **kw)
+    dxg = ops.linear_backward_sgd(dyg, xg, wg, bg, weight_velocity=vwg if momentum else None,
+                                  bias_velocity=vbg if momentum else None, dx=True, **kw)
+    rtol, atol = gemm_tol(dtype, max(n, fout))
+    close(dxg, dx, rtol, atol)
+    close(wg, w, rtol, atol)
+    close(bg, b, rtol, atol)
+    if momentum:
+        close(vwg, vw, rtol, atol)
+        close(vbg, vb, rtol, atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (1, 1), (13, 7), (300, 1000)])
 def test_bernoulli_identical_to_cpu(dtype, shape):
     r = rng(2)

@@ -600,15 +600,11 @@ lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle, lwTensorDescriptor_t dyD
       want_shape("dx", dxd, dyd->rows, xd->cols);
       lddx = dxd->stride;
     }
-    if (handle->device != LW_DEVICE_CPU)
-      return fail(LW_STATUS_NOT_SUPPORTED,
-                  "lwLinearBackwardSgdUpdate: not fused on this backend; use lwLinearBackwardData, "
-                  "lwLinearBackwardWeights and lwSgdUpdate");
     const bool mom = momentum != 0;
     LinearSgdArgs a{dt(dyd), dyd->rows, xd->cols, dyd->cols, dy, dyd->stride, x, xd->stride,
                     w, wd->stride, mom ? w_velocity : nullptr, b, (mom && b) ? b_velocity : nullptr,
                     (dx && dyd->rows > 0) ? dx : nullptr, lddx, lr, momentum, weight_decay, nesterov != 0};
-    return cpu::linear_backward_sgd(handle->cpu, a);
+    return LW_DISPATCH(handle, linear_backward_sgd, a);
   });
 }
 

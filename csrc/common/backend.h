@@ -176,6 +176,7 @@ lwStatus_t softmax_forward(const CudaContext &, const SoftmaxArgs &);
 lwStatus_t loss_forward_backward(const CudaContext &, const LossArgs &);  // syncs the stream
 lwStatus_t sgd_update(const CudaContext &, const SgdArgs &);
 lwStatus_t bernoulli_sample(const CudaContext &, const BernoulliArgs &);
+lwStatus_t linear_backward_sgd(const CudaContext &, const LinearSgdArgs &);
 }  // namespace cuda
 #endif
 

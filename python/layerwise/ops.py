@@ -460,8 +460,7 @@ def linear_backward_sgd(dy, x, weight, bias=None, *, lr, momentum=0.0, weight_ve
     ``dx`` is True or an array to write into), then updates ``weight`` (and
     ``bias``) in place exactly as ``sgd_update`` would with the gradients
     ``dy.T @ x`` (and ``dy.sum(0)``), without ever writing those gradients to
-    memory. Returns dx, or None. On backends without the fusion (CUDA) it runs
-    the three unfused primitives instead, with the same result."""
+    memory. Returns dx, or None."""
     _check_sgd(lr, momentum, weight_decay, nesterov)
     if momentum != 0 and (weight_velocity is None or (bias is not None and bias_velocity is None)):
         raise ValueError("weight_velocity, bias_velocity: momentum != 0 needs velocity arrays "
@@ -487,16 +486,6 @@ def linear_backward_sgd(dy, x, weight, bias=None, *, lr, momentum=0.0, weight_ve
         DX = c.mat("dx", dx, DY[1], X[2], writable=True)
     else:
         DX = (0, 0, 0, 0)
-    if c.cuda:  # no fused kernel there: the unfused primitives give the same step
-        if dx is not None:
-            linear_backward_data(dy, weight, out=dx)
-        dw, db = linear_backward_weights(dy, x, bias=bias is not None)
-        sgd_update(weight, dw, lr=lr, momentum=momentum, velocity=weight_velocity, weight_decay=weight_decay,
-                   nesterov=nesterov)
-        if bias is not None:
-            sgd_update(bias, db, lr=lr, momentum=momentum, velocity=bias_velocity, weight_decay=weight_decay,
-                       nesterov=nesterov)
-        return dx
     _core.linear_backward_sgd(c.handle(), c.code, *DY, *X, float(lr), float(momentum), float(weight_decay),
                               bool(nesterov), *W, WV[0], *B, BV[0], DX[0], DX[3])
     return dx

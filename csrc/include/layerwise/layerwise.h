@@ -212,8 +212,7 @@ LW_API lwStatus_t lwSgdUpdate(lwHandle_t handle, double lr, double momentum, dou
  * traffic of small-batch training, where the weights dominate it.
  * dy (n, out), x (n, in), w (out, in) with w_velocity laid out like w,
  * b (1, out) or NULL with b_velocity like b, dx (n, in) or NULL.
- * Velocities may be NULL only when momentum == 0. Returns NOT_SUPPORTED on
- * backends without this fusion (compose the unfused primitives there).       */
+ * Velocities may be NULL only when momentum == 0.                            */
 LW_API lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle,
                                             lwTensorDescriptor_t dyDesc, const void *dy,
                                             lwTensorDescriptor_t xDesc, const void *x,
