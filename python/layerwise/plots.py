@@ -145,6 +145,9 @@ def learning_curves(rows: Sequence[Mapping], path) -> str:
         if valid and best is not None and 0 <= best < len(valid):
             ax.plot([best + 1], [valid[best]], "o", color=color)
     ax.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("fine-tuning epoch")
     ax.set_ylabel("classification error (%)")
     ax.set_title("Learning curves (solid: validation, dashed: training, dot: selected epoch)", fontsize=9)
@@ -160,13 +163,17 @@ def filter_grid(filters: Mapping[str, np.ndarray], path, *, image_shape=(28, 28)
     """First-layer weights (units, 784) of each strategy as a mosaic of 28x28 tiles, one panel per strategy."""
     plt = _plt()
     names = list(filters)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        ax.imshow(tile_images(filters[name], image_shape, n=n), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(_label(name), fontsize=8)
+    cols = min(3, len(names))
+    rows = int(math.ceil(len(names) / cols))
+    # constrained layout keeps the two-line panel titles clear of the row above
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.7 * rows + 0.4), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"First-layer filters after training (first {n} units, each scaled to its own range)", fontsize=9)
-    fig.tight_layout()
+    for ax, name in zip(axes.flat, names):
+        ax.imshow(tile_images(filters[name], image_shape, n=n), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(_label(name), fontsize=9)
+    fig.suptitle(f"First-layer filters after training (first {n} units, each scaled to its own range)", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return str(path)
