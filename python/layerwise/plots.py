@@ -39,6 +39,9 @@ COLORS = {
 }
 
 
+_FLOOR = 0.01  # percent: where a zero error is drawn on log axes
+
+
 def _plt():
     """pyplot on the Agg backend (ImportError when matplotlib is missing)."""
     import matplotlib
@@ -138,19 +141,21 @@ def learning_curves(rows: Sequence[Mapping], path) -> str:
         color = COLORS.get(r["name"], None)
         label = _label(r["name"]).replace("\n", " ")
         if valid:
-            ax.plot(np.arange(1, len(valid) + 1), valid, "-", color=color, label=label + " (valid)")
+            ax.plot(np.arange(1, len(valid) + 1), np.maximum(valid, _FLOOR), "-", color=color, label=label + " (valid)")
         if train:
-            ax.plot(np.arange(1, len(train) + 1), train, "--", color=color, alpha=0.6)
+            # 0% training error has no place on a log axis: draw it at the floor
+            ax.plot(np.arange(1, len(train) + 1), np.maximum(train, _FLOOR), "--", color=color, alpha=0.6)
         best = h.get("best_epoch")  # 0-based
         if valid and best is not None and 0 <= best < len(valid):
-            ax.plot([best + 1], [valid[best]], "o", color=color)
+            ax.plot([best + 1], [max(valid[best], _FLOOR)], "o", color=color)
     ax.set_yscale("log")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("fine-tuning epoch")
     ax.set_ylabel("classification error (%)")
-    ax.set_title("Learning curves (solid: validation, dashed: training, dot: selected epoch)", fontsize=9)
+    ax.set_title(f"Learning curves (solid: validation, dashed: training, dot: selected epoch; 0% drawn at {_FLOOR}%)",
+                 fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
