@@ -199,3 +199,51 @@ def test_bengio2006_without_matplotlib(tmp_path, capsys, monkeypatch):
     assert code == 0
     assert "plots skipped" in capsys.readouterr().out
     assert (out / "results.json").is_file() and not list(out.glob("*.png"))
+
+
+# ---- reporting pieces that need no data ------------------------------------------------
+def _fake_rows():
+    rows = []
+    for i, name in enumerate(ROWS):
+        rows.append({"name": name, "architecture": [784, 8, 10], "hyperparameters": {}, "epochs": 3,
+                     "train_error": 1.0 + i, "valid_error": 2.0 + i, "test_error": 2.5 + i, "seconds": 1.5,
+                     "history": {"train_error": [9.0, 5.0, 1.0 + i], "valid_error": [9.5, 6.0, 2.0 + i],
+                                 "best_epoch": 2}})
+    return rows
+
+
+def test_format_table_has_ours_and_the_papers():
+    table = bengio2006.format_table(_fake_rows())
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(ROWS)
+    dbn = next(l for l in lines if l.startswith("dbn"))
+    assert "6.50" in dbn and "1.2" in dbn  # our test error, the paper's
+
+
+def test_tile_images():
+    from layerwise.plots import tile_images
+    import numpy as np
+
+    w = np.zeros((5, 6))
+    w[0] = np.arange(6)  # scaled to [0, 1] per tile
+    img = tile_images(w, (2, 3), cols=3, pad=1)
+    assert img.shape == (2 * 3 + 1, 3 * 4 + 1)
+    np.testing.assert_allclose(img[1:3, 1:4], np.arange(6).reshape(2, 3) / 5)
+    assert img[0, 0] == 0.5 and img[1, 5] == 0.5  # constant tiles and gaps are mid grey
+    assert tile_images(w, (2, 3), n=2).shape == (2 + 2, 2 * 4 + 1)  # two tiles side by side
+    with pytest.raises(ValueError, match="784"):
+        tile_images(np.zeros((3, 100)))
+
+
+@pytest.mark.skipif(not _has_matplotlib(), reason="matplotlib not installed")
+def test_save_all_writes_pngs(tmp_path):
+    import numpy as np
+    from layerwise import plots
+
+    results = {"preset": "test", "rows": _fake_rows(),
+               "gradient_norms": {"deep net, random init": [0.003, 0.01, 0.09, 0.7]}}
+    filters = {r: np.random.default_rng(0).normal(size=(16, 784)) for r in ROWS}
+    written = plots.save_all(results, tmp_path, filters=filters, paper=bengio2006.PAPER)
+    assert set(written) == {"bars", "learning_curves", "filters", "gradient_norms"}
+    for path in written.values():
+        assert Path(path).read_bytes()[:4] == b"\x89PNG"

@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--rows", type=_rows, default=None, metavar="NAME,...", help="train only these rows")
     b.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU kernel threads (default: all cores); on a machine shared with other jobs, 1 is "
-                        "often much faster")
+                   help="CPU kernel threads (default: all cores). On a machine shared with other jobs, "
+                        "OpenMP's spin-waiting makes several threads much slower than one: use --threads 1, "
+                        "or set OMP_WAIT_POLICY=passive in the environment")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     return parser

@@ -28,7 +28,6 @@ import hashlib
 import os
 import tempfile
 import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,6 +326,8 @@ def _md5(path: Path) -> str:
 
 def _urlopen(url: str, timeout: float):
     """Indirection so tests can replace the network with a fake (they never touch it)."""
+    import urllib.request  # only when downloading: keeps `import layerwise` light
+
     return urllib.request.urlopen(url, timeout=timeout)
 
 

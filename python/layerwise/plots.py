@@ -39,6 +39,9 @@ COLORS = {
 }
 
 
+_FLOOR = 0.01  # percent: where a zero error is drawn on log axes
+
+
 def _plt():
     """pyplot on the Agg backend (ImportError when matplotlib is missing)."""
     import matplotlib
@@ -138,16 +141,21 @@ def learning_curves(rows: Sequence[Mapping], path) -> str:
         color = COLORS.get(r["name"], None)
         label = _label(r["name"]).replace("\n", " ")
         if valid:
-            ax.plot(np.arange(1, len(valid) + 1), valid, "-", color=color, label=label + " (valid)")
+            ax.plot(np.arange(1, len(valid) + 1), np.maximum(valid, _FLOOR), "-", color=color, label=label + " (valid)")
         if train:
-            ax.plot(np.arange(1, len(train) + 1), train, "--", color=color, alpha=0.6)
+            # 0% training error has no place on a log axis: draw it at the floor
+            ax.plot(np.arange(1, len(train) + 1), np.maximum(train, _FLOOR), "--", color=color, alpha=0.6)
         best = h.get("best_epoch")  # 0-based
         if valid and best is not None and 0 <= best < len(valid):
-            ax.plot([best + 1], [valid[best]], "o", color=color)
+            ax.plot([best + 1], [max(valid[best], _FLOOR)], "o", color=color)
     ax.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("fine-tuning epoch")
     ax.set_ylabel("classification error (%)")
-    ax.set_title("Learning curves (solid: validation, dashed: training, dot: selected epoch)", fontsize=9)
+    ax.set_title(f"Learning curves (solid: validation, dashed: training, dot: selected epoch; 0% drawn at {_FLOOR}%)",
+                 fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -160,13 +168,17 @@ def filter_grid(filters: Mapping[str, np.ndarray], path, *, image_shape=(28, 28)
     """First-layer weights (units, 784) of each strategy as a mosaic of 28x28 tiles, one panel per strategy."""
     plt = _plt()
     names = list(filters)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        ax.imshow(tile_images(filters[name], image_shape, n=n), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(_label(name), fontsize=8)
+    cols = min(3, len(names))
+    rows = int(math.ceil(len(names) / cols))
+    # constrained layout keeps the two-line panel titles clear of the row above
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.7 * rows + 0.4), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"First-layer filters after training (first {n} units, each scaled to its own range)", fontsize=9)
-    fig.tight_layout()
+    for ax, name in zip(axes.flat, names):
+        ax.imshow(tile_images(filters[name], image_shape, n=n), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(_label(name), fontsize=9)
+    fig.suptitle(f"First-layer filters after training (first {n} units, each scaled to its own range)", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return str(path)
