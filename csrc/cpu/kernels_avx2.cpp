@@ -7,12 +7,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "../common/backend.h"
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace lw::cpu {
 namespace {

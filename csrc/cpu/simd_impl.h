@@ -20,12 +20,32 @@ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-inline int tid() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
+// f(t, n) on n pool threads (threadpool.h); the captureless trampoline keeps
+// the pool interface a plain function pointer.
+template <class F>
+void run_parallel(int nt, const F &f) {
+  if (nt <= 1) {
+    f(0, 1);
+    return;
+  }
+  parallel_run(
+      nt, [](void *c, int t, int n) { (*static_cast<const F *>(c))(t, n); },
+      const_cast<F *>(&f));
+}
+
+// Work items [0, count) claimed `chunk` at a time by whichever thread is free,
+// so a thread the OS delays (shared machine) does not hold up the others.
+template <class F>
+void parallel_chunks(int nt, int64_t count, int64_t chunk, const F &body) {
+  int64_t next = 0;
+  run_parallel(nt, [&](int, int) {
+    for (;;) {
+      const int64_t b = __atomic_fetch_add(&next, chunk, __ATOMIC_RELAXED);
+      if (b >= count) break;
+      const int64_t e = b + chunk < count ? b + chunk : count;
+      for (int64_t i = b; i < e; ++i) body(i);
+    }
+  });
 }
 
 // Per-thread scratch that survives between calls (OpenMP keeps its pool), so
@@ -266,16 +286,15 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typena
   int tm, tn;
   choose_grid(M, N, MR, NR, nt, &tm, &tn);
   const int64_t mp = cdiv(M, MR), np = cdiv(N, NR);
-#pragma omp parallel num_threads(tm * tn) if (tm * tn > 1)
-  {
-    const int t = tid(), bi = t / tn, bj = t % tn;
+  run_parallel(tm * tn, [&](int t, int) {
+    const int bi = t / tn, bj = t % tn;
     const int64_t m0 = mp * bi / tm * MR, m1 = imin(M, mp * (bi + 1) / tm * MR);
     const int64_t n0 = np * bj / tn * NR, n1 = imin(N, np * (bj + 1) / tn * NR);
     if (m0 < m1 && n0 < n1)
       gemm_serial_packed<X>(ta, tb, m1 - m0, n1 - n0, K, ta ? A + m0 : A + m0 * lda, lda,
                             tb ? B + n0 * ldb : B + n0, ldb, C + m0 * ldc + n0, ldc,
                             bias ? bias + n0 : nullptr, ep);
-  }
+  });
 }
 
 // ---- unpacked paths for small batches ----------------------------------------------
@@ -317,14 +336,13 @@ void gemm_direct(bool ta, int64_t M, int64_t N, int64_t K, const typename X::T *
   const int64_t work = imax(M * N * K, 8 * (N * K + M * N));
   const int nt = (int)imax(1, imin(imin(nthreads, tiles), work / 500000));
   // Tiles are ordered column-block major so consecutive tiles reuse one B strip.
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t t = 0; t < tiles; ++t) {
+  parallel_chunks(nt, tiles, imax(1, tiles / (8 * nt)), [&](int64_t t) {
     const int64_t jt = t / mt, it = t % mt;
     const int64_t i0 = it * MR, j0 = jt * NR;
     const int mr = (int)imin(MR, M - i0), nr = (int)imin(NR, N - j0);
     direct_tile_rows<X, MR>(mr, K, A + i0 * a_rs, a_rs, a_ks, B + j0, ldb, nr, C + i0 * ldc + j0,
                             ldc, bias ? bias + j0 : nullptr, ep);
-  }
+  });
 }
 
 // op(A) = A, op(B) = B^T with both K-contiguous (the forward x w^T) and few rows
@@ -342,8 +360,7 @@ void gemm_dot(int64_t M, int64_t N, int64_t K, const typename X::T *A, int64_t l
   const int64_t kv = K / W * W;
   const int kt = (int)(K - kv);
   // Tiles ordered B-block major: each thread streams a contiguous slice of B (w).
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t t = 0; t < tiles; ++t) {
+  parallel_chunks(nt, tiles, imax(1, tiles / (8 * nt)), [&](int64_t t) {
     const int64_t jt = t / mt, it = t % mt;
     const int64_t i0 = it * DM, j0 = jt * DN;
     const int mr = (int)imin(DM, M - i0), nr = (int)imin(DN, N - j0);
@@ -380,7 +397,7 @@ void gemm_dot(int64_t M, int64_t N, int64_t K, const typename X::T *A, int64_t l
       epi<X>(C + (i0 + i) * ldc + j0, X::loadn(row, nr), nr, bias ? bias + j0 : nullptr, ep, true,
              true);
     }
-  }
+  });
 }
 
 // C = alpha * S + beta * C after S was computed (in place of C's scratch copy).
@@ -429,24 +446,22 @@ inline int ew_threads(int nthreads, int64_t elems) {
   return (int)imax(1, imin(nthreads, elems / 65536));
 }
 
-// Calls f(row, c0, c1) over an equal share of the rows*cols elements per thread
-// (contiguous or row-strided alike).
+// Calls f(row, c0, c1) over all rows*cols elements in row segments, chunks of
+// 32K elements (whole cache lines) claimed dynamically by the threads.
 template <class F>
 void for_segments(int64_t rows, int64_t cols, int nt, const F &f) {
   const int64_t total = rows * cols;
   if (total <= 0) return;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = tid(), n = nt > 1 ? nt : 1;
-    // Chunks in whole cache lines so two threads never write one line.
-    const int64_t e0 = total * t / n / 16 * 16, e1 = t == n - 1 ? total : total * (t + 1) / n / 16 * 16;
-    int64_t e = e0;
+  const int64_t chunk = 32768;
+  parallel_chunks(nt, cdiv(total, chunk), 1, [&](int64_t q) {
+    const int64_t e1 = imin(total, (q + 1) * chunk);
+    int64_t e = q * chunk;
     while (e < e1) {
       const int64_t r = e / cols, c0 = e % cols, c1 = imin(cols, c0 + (e1 - e));
       f(r, c0, c1);
       e += c1 - c0;
     }
-  }
+  });
 }
 
 // y = alpha * act(x) + beta * y over [c0, c1) of one row.
@@ -587,8 +602,7 @@ void softmax(const SoftmaxArgs &a, int nthreads) {
   if (cols <= 0) return;
   const int nt = ew_threads(nthreads, a.rows * a.cols);
   const T alpha = (T)a.alpha, beta = (T)a.beta;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t i = 0; i < a.rows; ++i) {
+  parallel_chunks(nt, a.rows, imax(1, a.rows / (8 * nt)), [&](int64_t i) {
     const T *xr = x + i * a.ldx;
     T *yr = y + i * a.ldy;
     V mv = X::set1(xr[0]);
@@ -613,7 +627,7 @@ void softmax(const SoftmaxArgs &a, int nthreads) {
       if (m == W) X::store(yr + j, v);
       else X::storen(yr + j, v, m);
     }
-  }
+  });
 }
 
 // db (out) = alpha * sum_rows dy (n, out) + beta * db: blocks of 8W columns kept
@@ -626,8 +640,7 @@ void column_sums(const typename X::T *dy, int64_t lddy, int64_t n, int64_t out,
   constexpr int W = X::W, CB = 8 * W;
   const int64_t blocks = cdiv(out, CB);
   const int nt = (int)imax(1, imin(imin(nthreads, blocks), n * out / 65536));
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t bl = 0; bl < blocks; ++bl) {
+  parallel_chunks(nt, blocks, 1, [&](int64_t bl) {
     const int64_t j0 = bl * CB;
     const int w = (int)imin(CB, out - j0);
     V acc[8];
@@ -655,7 +668,7 @@ void column_sums(const typename X::T *dy, int64_t lddy, int64_t n, int64_t out,
       if (beta != 0) v = X::fma(vb, X::loadn(db + j0 + q * W, m), v);
       X::storen(db + j0 + q * W, v, m);
     }
-  }
+  });
 }
 
 // The extern entry points of one ISA TU, for traits F (float) and D (double).
