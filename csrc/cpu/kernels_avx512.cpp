@@ -22,7 +22,7 @@ struct F512 {
   using V = __m512;
   static constexpr int W = 16, MR = 12, DM = 4, DN = 4;
   // KC x NR B micro-panel = 32 KiB (L1); MC x KC A block = 144 KiB (L2).
-  static constexpr int64_t KC = 256, MC = 144, NC = 4096;
+  static constexpr int64_t KC = 192, MC = 144, NC = 4096;
   static __mmask16 mk(int n) { return (__mmask16)((1u << n) - 1u); }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T x) { return _mm512_set1_ps(x); }

@@ -118,6 +118,15 @@ inline __attribute__((always_inline)) void micro(int64_t kc, const typename X::T
   constexpr int W = X::W;
   const int n0 = nr < W ? nr : W;
   const int n1 = nr > W ? nr - W : 0;
+  // The C tile is touched only after the k loop; request its lines now so the
+  // (L3/DRAM) misses overlap the FMAs instead of stalling the epilogue.
+#pragma GCC unroll 32
+  for (int i = 0; i < MRr; ++i) {
+    if (i < mr) {
+      __builtin_prefetch(c + i * ldc, 1, 3);
+      __builtin_prefetch(c + i * ldc + 2 * W - 1, 1, 3);
+    }
+  }
   V acc[MRr][2];
 #pragma GCC unroll 32
   for (int i = 0; i < MRr; ++i) acc[i][0] = acc[i][1] = X::zero();
