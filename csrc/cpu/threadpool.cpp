@@ -1,6 +1,6 @@
 // threadpool.cpp -- see threadpool.h. One job at a time: the caller publishes
-// (fn, ctx, n) under the mutex with a new generation number, workers 1..n-1 run
-// their share and count down `remaining`; the last one wakes the caller.
+// (fn, ctx, n) under the mutex with a new generation number and wakes the
+// workers; shares 1..n-1 go to whoever claims them first (see Pool).
 #include "threadpool.h"
 
 #include <atomic>
@@ -25,6 +25,12 @@ inline void cpu_relax() {
 // kernels of one training step, short enough not to matter when idle.
 constexpr int kSpin = 4000;
 
+// Shares are claimed, not assigned: `slots_` packs (job generation << 16 | next
+// share). The caller runs share 0 and then claims whatever shares no worker has
+// started yet, so a worker the OS has not scheduled (shared machine) costs
+// nothing: the caller waits only for shares that are actually running. A
+// worker that wakes late can never claim a share of a newer job (the
+// generation in the CAS word would not match).
 class Pool {
  public:
   ~Pool() {
@@ -40,40 +46,47 @@ class Pool {
 
   void run(int n, TaskFn fn, void *ctx) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    if (!busy.owns_lock()) {
+    if (!busy.owns_lock() || n > 65535) {
       for (int t = 0; t < n; ++t) fn(ctx, t, n);
       return;
     }
-    while ((int)workers_.size() < n - 1) {
-      const int tid = (int)workers_.size() + 1;
-      workers_.emplace_back([this, tid] { worker(tid); });
-    }
+    while ((int)workers_.size() < n - 1) workers_.emplace_back([this] { worker(); });
+    uint64_t gen;
     {
       std::lock_guard<std::mutex> lk(m_);
       fn_ = fn;
       ctx_ = ctx;
       n_ = n;
-      remaining_.store(n - 1, std::memory_order_relaxed);
-      ++gen_;
-      agen_.store(gen_, std::memory_order_release);
+      gen = ++gen_;
+      finished_.store(0, std::memory_order_relaxed);
+      slots_.store(gen << 16 | 1u, std::memory_order_release);
+      agen_.store(gen, std::memory_order_release);
     }
     cv_work_.notify_all();
     fn(ctx, 0, n);
-    for (int s = 0; s < kSpin && remaining_.load(std::memory_order_acquire) > 0; ++s) cpu_relax();
-    if (remaining_.load(std::memory_order_acquire) > 0) {
+    for (int t; (t = claim(gen, n)) >= 0;) {
+      fn(ctx, t, n);
+      finished_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    for (int s = 0; s < kSpin && finished_.load(std::memory_order_acquire) < n - 1; ++s) cpu_relax();
+    if (finished_.load(std::memory_order_acquire) < n - 1) {
       std::unique_lock<std::mutex> lk(m_);
-      cv_done_.wait(lk, [this] { return remaining_.load(std::memory_order_acquire) == 0; });
+      cv_done_.wait(lk, [&] { return finished_.load(std::memory_order_acquire) >= n - 1; });
     }
   }
 
  private:
-  void worker(int tid) {
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      seen = gen_;  // a worker spawned for the current job must still run it
-      if (tid < n_ && remaining_.load() > 0) seen = gen_ - 1;
+  // Next unstarted share of job `gen`, or -1.
+  int claim(uint64_t gen, int n) {
+    uint64_t v = slots_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((v >> 16) != gen || (int)(v & 0xffff) >= n) return -1;
+      if (slots_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) return (int)(v & 0xffff);
     }
+  }
+
+  void worker() {
+    uint64_t seen = 0;
     for (;;) {
       for (int s = 0; s < kSpin && agen_.load(std::memory_order_acquire) == seen; ++s) cpu_relax();
       TaskFn fn;
@@ -88,11 +101,12 @@ class Pool {
         ctx = ctx_;
         n = n_;
       }
-      if (tid >= n) continue;
-      fn(ctx, tid, n);
-      if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(m_);
-        cv_done_.notify_one();
+      for (int t; (t = claim(seen, n)) >= 0;) {
+        fn(ctx, t, n);
+        if (finished_.fetch_add(1, std::memory_order_acq_rel) + 1 == n - 1) {
+          std::lock_guard<std::mutex> lk(m_);
+          cv_done_.notify_one();
+        }
       }
     }
   }
@@ -104,8 +118,8 @@ class Pool {
   void *ctx_ = nullptr;
   int n_ = 0;
   uint64_t gen_ = 0;
-  std::atomic<uint64_t> agen_{0};
-  std::atomic<int> remaining_{0};
+  std::atomic<uint64_t> agen_{0}, slots_{0};
+  std::atomic<int> finished_{0};
   bool stop_ = false;
 };
 
