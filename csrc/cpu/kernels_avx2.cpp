@@ -99,6 +99,7 @@ struct F256 {
     return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ), v);
   }
   static void pack_bt(const T *src, int64_t ld, int64_t kc, T *dst);
+  static void pack_a(const T *src, int64_t ld, int64_t kc, T *dst);
 };
 
 struct D256 {
@@ -152,6 +153,7 @@ struct D256 {
     return _mm256_and_pd(_mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GT_OQ), v);
   }
   static void pack_bt(const T *src, int64_t ld, int64_t kc, T *dst);
+  static void pack_a(const T *src, int64_t ld, int64_t kc, T *dst);
 };
 
 #define LW_SIMD_IMPL_INCLUDED_IN_ANON_NS
@@ -163,6 +165,8 @@ void F256::pack_bt(const T *src, int64_t ld, int64_t kc, T *dst) {
 void D256::pack_bt(const T *src, int64_t ld, int64_t kc, T *dst) {
   pack_bt_scalar<D256>(src, ld, 8, kc, dst);
 }
+void F256::pack_a(const T *src, int64_t ld, int64_t kc, T *dst) { pack_a_scalar<F256>(src, ld, kc, dst); }
+void D256::pack_a(const T *src, int64_t ld, int64_t kc, T *dst) { pack_a_scalar<D256>(src, ld, kc, dst); }
 
 LW_DEFINE_ISA_ENTRIES(avx2, F256, D256)
 

@@ -124,6 +124,20 @@ struct F512 {
       r[12 + c] = _mm512_shuffle_f32x4(w1, w3, 0xDD);
     }
   }
+  // 12 rows of A (row stride ld), kc columns -> [k][12]: 16x16 transposes of
+  // the 12 rows plus 4 zero rows, storing 12 lanes per k.
+  static void pack_a(const T *src, int64_t ld, int64_t kc, T *dst) {
+    int64_t k = 0;
+    for (; k + 16 <= kc; k += 16) {
+      V r[16];
+      for (int i = 0; i < 12; ++i) r[i] = _mm512_loadu_ps(src + i * ld + k);
+      for (int i = 12; i < 16; ++i) r[i] = _mm512_setzero_ps();
+      transpose16(r);
+      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(dst + (k + c) * 12, (__mmask16)0x0FFF, r[c]);
+    }
+    for (; k < kc; ++k)
+      for (int i = 0; i < 12; ++i) dst[k * 12 + i] = src[i * ld + k];
+  }
   // 32 rows of B (row stride ld), kc columns -> [k][32].
   static void pack_bt(const T *src, int64_t ld, int64_t kc, T *dst) {
     int64_t k = 0;
@@ -184,6 +198,7 @@ struct D512 {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_GT_OQ), v);
   }
   static void pack_bt(const T *src, int64_t ld, int64_t kc, T *dst);
+  static void pack_a(const T *src, int64_t ld, int64_t kc, T *dst);
 };
 
 #define LW_SIMD_IMPL_INCLUDED_IN_ANON_NS
@@ -192,6 +207,7 @@ struct D512 {
 void D512::pack_bt(const T *src, int64_t ld, int64_t kc, T *dst) {
   pack_bt_scalar<D512>(src, ld, 16, kc, dst);
 }
+void D512::pack_a(const T *src, int64_t ld, int64_t kc, T *dst) { pack_a_scalar<D512>(src, ld, kc, dst); }
 
 LW_DEFINE_ISA_ENTRIES(avx512, F512, D512)
 

@@ -168,7 +168,9 @@ void pack_a(bool ta, const typename X::T *A, int64_t lda, int64_t i0, int64_t p0
   constexpr int MR = X::MR;
   for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
     const int mr = (int)imin(MR, mc - ir);
-    if (!ta) {
+    if (!ta && mr == MR) {
+      X::pack_a(A + (i0 + ir) * lda + p0, lda, kc, dst);
+    } else if (!ta) {
       for (int i = 0; i < mr; ++i) {
         const T *src = A + (i0 + ir + i) * lda + p0;  // (kc)
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
@@ -185,6 +187,13 @@ void pack_a(bool ta, const typename X::T *A, int64_t lda, int64_t i0, int64_t p0
       }
     }
   }
+}
+
+// A full MR-row panel of untransposed A (rows at stride lda) -> [k][MR].
+template <class X>
+void pack_a_scalar(const typename X::T *A, int64_t lda, int64_t kc, typename X::T *dst) {
+  for (int i = 0; i < X::MR; ++i)
+    for (int64_t k = 0; k < kc; ++k) dst[k * X::MR + i] = A[i * lda + k];
 }
 
 template <class X>
