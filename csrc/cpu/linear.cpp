@@ -62,10 +62,12 @@ void linear_backward_weights_t(const CpuContext &ctx, const LinearBackwardWeight
   ep.alpha = a.alpha;
   ep.beta = a.beta;
   // (out, in) = (n, out)^T x (n, in)
-  gemm<T>(true, false, a.out, a.in, a.n, static_cast<const T *>(a.dy), a.lddy,
-          static_cast<const T *>(a.x), a.ldx, static_cast<T *>(a.dw), a.lddw, ep,
-          ctx.num_threads);
-  if (!a.db) return;
+  // db is summed while dy^T is packed when the kernel path packs it.
+  const bool db_done =
+      gemm_rowsum<T>(true, false, a.out, a.in, a.n, static_cast<const T *>(a.dy), a.lddy,
+                     static_cast<const T *>(a.x), a.ldx, static_cast<T *>(a.dw), a.lddw, ep,
+                     ctx.num_threads, static_cast<T *>(a.db));
+  if (!a.db || db_done) return;
   const DType dt = a.dtype;
   switch (active()) {
 #ifdef LAYERWISE_HAVE_AVX512

@@ -161,9 +161,11 @@ inline __attribute__((always_inline)) void micro(int64_t kc, const typename X::T
 // Packed A: panels of MR rows, [k][MR] per panel, rows past the edge zeroed.
 // Packed B: panels of NR = 2W columns, [k][NR]. The transposes of op() are
 // absorbed here, so the micro-kernel only ever sees these two layouts.
+// rsum (mc), when given, accumulates the row sums of op(A) over this k block:
+// the dense layer's db = sum over the batch of dy, taken while dy is packed.
 template <class X>
 void pack_a(bool ta, const typename X::T *A, int64_t lda, int64_t i0, int64_t p0, int64_t mc,
-            int64_t kc, typename X::T *dst) {
+            int64_t kc, typename X::T *dst, double *rsum) {
   using T = typename X::T;
   constexpr int MR = X::MR;
   for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
@@ -178,13 +180,19 @@ void pack_a(bool ta, const typename X::T *A, int64_t lda, int64_t i0, int64_t p0
       for (int i = mr; i < MR; ++i)
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
     } else {
+      double acc[MR] = {};
       for (int64_t k = 0; k < kc; ++k) {
         const T *src = A + (p0 + k) * lda + i0 + ir;  // (mr)
         T *d = dst + k * MR;
         int i = 0;
-        for (; i < mr; ++i) d[i] = src[i];
+        if (rsum)
+          for (; i < mr; ++i) acc[i] += (double)(d[i] = src[i]);
+        else
+          for (; i < mr; ++i) d[i] = src[i];
         for (; i < MR; ++i) d[i] = T(0);
       }
+      if (rsum)
+        for (int i = 0; i < mr; ++i) rsum[ir + i] += acc[i];
     }
   }
 }
@@ -240,7 +248,7 @@ template <class X>
 void gemm_serial_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                         const typename X::T *A, int64_t lda, const typename X::T *B, int64_t ldb,
                         typename X::T *C, int64_t ldc, const typename X::T *bias,
-                        const Ep<typename X::T> &ep) {
+                        const Ep<typename X::T> &ep, double *rsum) {
   using T = typename X::T;
   constexpr int MR = X::MR, NR = 2 * X::W;
   const int64_t nk = cdiv(K, X::KC);
@@ -257,7 +265,7 @@ void gemm_serial_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       pack_b<X>(tb, B, ldb, pc, jc, kc, nc, bbuf);
       for (int64_t ic = 0; ic < M; ic += mcb) {
         const int64_t mc = imin(mcb, M - ic);
-        pack_a<X>(ta, A, lda, ic, pc, mc, kc, abuf);
+        pack_a<X>(ta, A, lda, ic, pc, mc, kc, abuf, rsum && jc == 0 ? rsum + ic : nullptr);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = (int)imin(NR, nc - jr);
           const T *bp = bbuf + jr * kc;
@@ -298,7 +306,8 @@ inline void choose_grid(int64_t M, int64_t N, int MR, int NR, int nt, int *tm, i
 template <class X>
 void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typename X::T *A,
                  int64_t lda, const typename X::T *B, int64_t ldb, typename X::T *C, int64_t ldc,
-                 const typename X::T *bias, const Ep<typename X::T> &ep, int nthreads) {
+                 const typename X::T *bias, const Ep<typename X::T> &ep, int nthreads,
+                 double *rsum = nullptr) {
   constexpr int MR = X::MR, NR = 2 * X::W;
   const int nt = gemm_threads(M, N, K, nthreads);
   int tm, tn;
@@ -311,7 +320,7 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typena
     if (m0 < m1 && n0 < n1)
       gemm_serial_packed<X>(ta, tb, m1 - m0, n1 - n0, K, ta ? A + m0 : A + m0 * lda, lda,
                             tb ? B + n0 * ldb : B + n0, ldb, C + m0 * ldc + n0, ldc,
-                            bias ? bias + n0 : nullptr, ep);
+                            bias ? bias + n0 : nullptr, ep, rsum && bj == 0 ? rsum + m0 : nullptr);
   });
 }
 
@@ -431,8 +440,10 @@ void blend_into(int64_t M, int64_t N, const typename X::T *S, typename X::T *C, 
 template <class X>
 bool gemm_entry(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typename X::T *A,
                 int64_t lda, const typename X::T *B, int64_t ldb, typename X::T *C, int64_t ldc,
-                double alpha, double beta, const typename X::T *bias, int act, int nthreads) {
+                double alpha, double beta, const typename X::T *bias, int act, int nthreads,
+                typename X::T *rowsum, bool *rowsum_done) {
   using T = typename X::T;
+  *rowsum_done = false;
   if (ta && tb) return false;
   if (M <= 0 || N <= 0) return true;
   if (K <= 0) return false;
@@ -445,17 +456,29 @@ bool gemm_entry(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typenam
     gemm_direct<X>(ta, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
     return true;
   }
+  // Row sums of op(A) (db) ride along with the packing of A = dy^T.
+  double *rs = rowsum && ta ? static_cast<double *>(std::calloc((size_t)M, sizeof(double))) : nullptr;
+  if (rs) *rowsum_done = true;
   if (K > X::KC && beta != 0) {
     // Partial sums live in C between K blocks, so the old C must be set aside.
     T *S = static_cast<T *>(std::malloc(sizeof(T) * M * N));
-    if (!S) return false;
+    if (!S) {
+      std::free(rs);
+      *rowsum_done = false;
+      return false;
+    }
     Ep<T> ep1{T(1), T(0), act};
-    gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, S, N, bias, ep1, nthreads);
+    gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, S, N, bias, ep1, nthreads, rs);
     blend_into<X>(M, N, S, C, ldc, (T)alpha, (T)beta);
     std::free(S);
-    return true;
+  } else {
+    gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads, rs);
   }
-  gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
+  if (rs) {
+    for (int64_t i = 0; i < M; ++i)
+      rowsum[i] = (T)(beta == 0 ? alpha * rs[i] : alpha * rs[i] + beta * (double)rowsum[i]);
+    std::free(rs);
+  }
   return true;
 }
 
@@ -694,15 +717,17 @@ void column_sums(const typename X::T *dy, int64_t lddy, int64_t n, int64_t out,
   }                                                                                             \
   bool gemm_f32_##isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,         \
                       int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,           \
-                      double alpha, double beta, const float *bias, int act, int nthreads) {     \
+                      double alpha, double beta, const float *bias, int act, int nthreads,       \
+                      float *rowsum, bool *rowsum_done) {                                        \
     return gemm_entry<F>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, alpha, beta, bias, act,         \
-                         nthreads);                                                             \
+                         nthreads, rowsum, rowsum_done);                                        \
   }                                                                                             \
   bool gemm_f64_##isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double *A,        \
                       int64_t lda, const double *B, int64_t ldb, double *C, int64_t ldc,         \
-                      double alpha, double beta, const double *bias, int act, int nthreads) {    \
+                      double alpha, double beta, const double *bias, int act, int nthreads,      \
+                      double *rowsum, bool *rowsum_done) {                                       \
     return gemm_entry<D>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, alpha, beta, bias, act,         \
-                         nthreads);                                                             \
+                         nthreads, rowsum, rowsum_done);                                        \
   }                                                                                             \
   bool activation_forward_##isa(const ActivationForwardArgs &a, int nthreads) {                  \
     if (a.dtype == DType::F32) act_forward<F>(a, nthreads);                                     \
