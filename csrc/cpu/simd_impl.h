@@ -363,8 +363,11 @@ void gemm_direct(bool ta, int64_t M, int64_t N, int64_t K, const typename X::T *
   const int64_t work = imax(M * N * K, 8 * (N * K + M * N));
   const int nt = (int)imax(1, imin(imin(nthreads, tiles), work / 500000));
   // Tiles are ordered column-block major so consecutive tiles reuse one B strip.
+  // Few rows of C: column-block major, so each thread streams its own slice of B.
+  // Small K (B and A tiny): row major, so C is written row by row.
+  const bool rows_first = K <= 48 && mt > 1;
   parallel_chunks(nt, tiles, imax(1, tiles / (8 * nt)), [&](int64_t t) {
-    const int64_t jt = t / mt, it = t % mt;
+    const int64_t jt = rows_first ? t % ntl : t / mt, it = rows_first ? t / ntl : t % mt;
     const int64_t i0 = it * MR, j0 = jt * NR;
     const int mr = (int)imin(MR, M - i0), nr = (int)imin(NR, N - j0);
     direct_tile_rows<X, MR>(mr, K, A + i0 * a_rs, a_rs, a_ks, B + j0, ldb, nr, C + i0 * ldc + j0,
@@ -374,13 +377,14 @@ void gemm_direct(bool ta, int64_t M, int64_t N, int64_t K, const typename X::T *
 
 // op(A) = A, op(B) = B^T with both K-contiguous (the forward x w^T) and few rows
 // on one side: dot products over K, DM x DN of them at once, no packing at all.
-template <class X>
+template <class X, int DM, int DN>
 void gemm_dot(int64_t M, int64_t N, int64_t K, const typename X::T *A, int64_t lda,
               const typename X::T *B, int64_t ldb, typename X::T *C, int64_t ldc,
               const typename X::T *bias, const Ep<typename X::T> &ep, int nthreads) {
   using T = typename X::T;
   using V = typename X::V;
-  constexpr int W = X::W, DM = X::DM, DN = X::DN;
+  constexpr int W = X::W;
+  static_assert(DN <= W, "one vector of results per row");
   const int64_t mt = cdiv(M, DM), ntl = cdiv(N, DN), tiles = mt * ntl;
   const int64_t work = imax(M * N * K, 8 * (N * K + M * K + M * N));
   const int nt = (int)imax(1, imin(imin(nthreads, tiles), work / 500000));
@@ -448,11 +452,14 @@ bool gemm_entry(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typenam
   if (M <= 0 || N <= 0) return true;
   if (K <= 0) return false;
   Ep<T> ep{(T)alpha, (T)beta, act};
-  if (!ta && tb && (M <= 32 || N <= 8)) {
-    gemm_dot<X>(M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
+  if (!ta && tb && (M <= 32 || N <= 16)) {
+    // One or two rows of x: all DM x DN accumulators on distinct rows of w.
+    if (M == 1) gemm_dot<X, 1, (2 * X::DN <= X::W ? 2 * X::DN : X::W)>(M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
+    else if (M == 2) gemm_dot<X, 2, (2 * X::DN <= X::W ? 2 * X::DN : X::W)>(M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
+    else gemm_dot<X, X::DM, X::DN>(M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
     return true;
   }
-  if (!tb && ((!ta && M <= 32) || (ta && K <= 48))) {
+  if (!tb && (M <= 32 || K <= 48)) {
     gemm_direct<X>(ta, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
     return true;
   }
