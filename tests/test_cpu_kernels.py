@@ -247,7 +247,37 @@ def check_elementwise(dtype):
             check_close(fails, f"sgd mom={mom} nes={nes} wd={wd} view={view}", p, Pn, 8 * rtol * (np.abs(Pn) + 1))
             if mom:
                 check_close(fails, f"sgd velocity mom={mom} view={view}", v, V, 8 * rtol * (np.abs(V) + 1))
+    # Bernoulli: exactly rng.h's draws, element (r, c) <- counter offset + r*cols + c
+    for cols, view in ((1, False), (17, True), (1000, False)):
+        pr = strided(rng, 53, cols, dtype) if view else rng.standard_normal((53, cols)).astype(dtype)
+        pr[:] = np.abs(pr) / 3
+        seed, offset = 0xDEADBEEF12345, 2**40 + 7
+        y = ops.bernoulli(pr, seed=seed, offset=offset)
+        ctr = np.uint64(offset) + np.arange(53 * cols, dtype=np.uint64).reshape(53, cols)
+        want = (uniform01(seed, ctr) < pr.astype(np.float64)).astype(np.float64)
+        if not np.array_equal(y, want):
+            fails.append(f"bernoulli cols={cols}: {int((y != want).sum())} draws differ from rng.h")
+    out = np.empty((9, 33), dtype)
+    ops.bernoulli(0.25, seed=3, offset=0, out=out)
+    want = (uniform01(3, np.arange(9 * 33, dtype=np.uint64).reshape(9, 33)) < 0.25).astype(np.float64)
+    if not np.array_equal(out, want):
+        fails.append("bernoulli scalar p: draws differ from rng.h")
     return fails
+
+
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform01(seed, counters):
+    """rng.h's uniform01 in NumPy uint64 arithmetic (wraps mod 2**64 like C)."""
+    with np.errstate(over="ignore"):
+        g = np.uint64(0x9E3779B97F4A7C15)
+        key = _mix64(np.array([seed], dtype=np.uint64) + g)[0]
+        bits = _mix64(key ^ _mix64(counters * g + key))
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 GROUPS = {

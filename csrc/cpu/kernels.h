@@ -30,6 +30,7 @@ namespace lw::cpu {
 
 #ifdef LAYERWISE_HAVE_AVX512
 LW_DECLARE_ISA_KERNELS(avx512)
+bool bernoulli_avx512(const BernoulliArgs &a, int nthreads);
 #endif
 #ifdef LAYERWISE_HAVE_AVX2
 LW_DECLARE_ISA_KERNELS(avx2)

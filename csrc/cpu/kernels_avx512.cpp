@@ -209,7 +209,66 @@ void D512::pack_bt(const T *src, int64_t ld, int64_t kc, T *dst) {
 }
 void D512::pack_a(const T *src, int64_t ld, int64_t kc, T *dst) { pack_a_scalar<D512>(src, ld, kc, dst); }
 
+// ---- Bernoulli sampling: rng.h's generator, 8 counters per vector -------------
+// (AVX-512DQ has the 64-bit multiply the mixer needs.) The same bits and the same
+// u < p comparison in double as the scalar definition, so draws are identical.
+uint64_t mix64_s(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+__m512i mix64_v(__m512i z) {
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                         _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ull));
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                         _mm512_set1_epi64((long long)0x94D049BB133111EBull));
+  return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+template <class T>
+void bernoulli_t(const BernoulliArgs &a, int nthreads) {
+  const uint64_t golden = 0x9E3779B97F4A7C15ull;
+  const uint64_t key = mix64_s(a.seed + golden);
+  const __m512i vkey = _mm512_set1_epi64((long long)key), vg = _mm512_set1_epi64((long long)golden);
+  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  const T *p = static_cast<const T *>(a.p);
+  T *y = static_cast<T *>(a.y);
+  const __m512d ps = _mm512_set1_pd(a.p_scalar), scale = _mm512_set1_pd(0x1.0p-53);
+  const int64_t cols = a.cols, ldp = a.ldp, ldy = a.ldy;
+  const uint64_t offset = a.offset;
+  for_segments(a.rows, cols, ew_threads(nthreads, a.rows * cols), [&](int64_t r, int64_t c0, int64_t c1) {
+    const uint64_t base = offset + (uint64_t)r * (uint64_t)cols;
+    for (int64_t j = c0; j < c1; j += 8) {
+      const int m = (int)imin(8, c1 - j);
+      const __mmask8 mk = (__mmask8)((1u << m) - 1u);
+      const __m512i ctr = _mm512_add_epi64(_mm512_set1_epi64((long long)(base + (uint64_t)j)), lane);
+      const __m512i bits = mix64_v(_mm512_xor_si512(vkey, mix64_v(_mm512_add_epi64(_mm512_mullo_epi64(ctr, vg), vkey))));
+      const __m512d u = _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(bits, 11)), scale);
+      __m512d pv = ps;
+      if (p) {
+        if (sizeof(T) == 4) pv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, reinterpret_cast<const float *>(p) + r * ldp + j));
+        else pv = _mm512_maskz_loadu_pd(mk, reinterpret_cast<const double *>(p) + r * ldp + j);
+      }
+      const __mmask8 hit = _mm512_cmp_pd_mask(u, pv, _CMP_LT_OQ);
+      if (sizeof(T) == 4)
+        _mm256_mask_storeu_ps(reinterpret_cast<float *>(y) + r * ldy + j, mk,
+                              _mm256_maskz_mov_ps(hit, _mm256_set1_ps(1.0f)));
+      else
+        _mm512_mask_storeu_pd(reinterpret_cast<double *>(y) + r * ldy + j, mk,
+                              _mm512_maskz_mov_pd(hit, _mm512_set1_pd(1.0)));
+    }
+  });
+}
+
 LW_DEFINE_ISA_ENTRIES(avx512, F512, D512)
+
+}  // namespace
+bool bernoulli_avx512(const BernoulliArgs &a, int nthreads) {
+  if (a.dtype == DType::F32) bernoulli_t<float>(a, nthreads);
+  else bernoulli_t<double>(a, nthreads);
+  return true;
+}
+namespace {
 
 }  // namespace
 }  // namespace lw::cpu
