@@ -241,66 +241,23 @@ void pack_b(bool tb, const typename X::T *B, int64_t ldb, int64_t p0, int64_t j0
   }
 }
 
-// ---- packed GEMM (GotoBLAS loop order) -------------------------------------------
-// jc (NC) -> pc (KC, pack B block to L3/L2) -> ic (MC, pack A block to L2)
-// -> jr (NR, B micro-panel stays in L1) -> ir (MR).
-template <class X>
-void gemm_serial_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                        const typename X::T *A, int64_t lda, const typename X::T *B, int64_t ldb,
-                        typename X::T *C, int64_t ldc, const typename X::T *bias,
-                        const Ep<typename X::T> &ep, double *rsum) {
-  using T = typename X::T;
-  constexpr int MR = X::MR, NR = 2 * X::W;
-  const int64_t nk = cdiv(K, X::KC);
-  const int64_t kcb = cdiv(cdiv(K, nk), 8) * 8;
-  const int64_t mcb = imin(X::MC, cdiv(M, MR) * MR);
-  const int64_t ncb = imin(X::NC, cdiv(N, NR) * NR);
-  T *abuf = static_cast<T *>(tl_abuf.get(sizeof(T) * mcb * kcb));
-  T *bbuf = static_cast<T *>(tl_bbuf.get(sizeof(T) * ncb * kcb));
-  for (int64_t jc = 0; jc < N; jc += ncb) {
-    const int64_t nc = imin(ncb, N - jc);
-    for (int64_t pc = 0; pc < K; pc += kcb) {
-      const int64_t kc = imin(kcb, K - pc);
-      const bool first = pc == 0, last = pc + kc == K;
-      pack_b<X>(tb, B, ldb, pc, jc, kc, nc, bbuf);
-      for (int64_t ic = 0; ic < M; ic += mcb) {
-        const int64_t mc = imin(mcb, M - ic);
-        pack_a<X>(ta, A, lda, ic, pc, mc, kc, abuf, rsum && jc == 0 ? rsum + ic : nullptr);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int nr = (int)imin(NR, nc - jr);
-          const T *bp = bbuf + jr * kc;
-          const T *bi = bias ? bias + jc + jr : nullptr;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            micro<X, MR, true, false>(kc, abuf + ir * kc, 0, 0, bp, NR, (int)imin(MR, mc - ir), nr,
-                                      C + (ic + ir) * ldc + jc + jr, ldc, bi, ep, first, last);
-          }
-        }
-      }
-    }
-  }
-}
+// ---- packed GEMM ---------------------------------------------------------------------
+// Phase 1 packs all of op(A) once into a buffer shared by the threads: per K
+// block pc (KC deep), MR-row panels [k][MR]. Phase 2 cuts C into tasks of MT
+// rows x NCH columns claimed dynamically; a task packs its B block (KC x NCH,
+// L2) per pc and runs the GotoBLAS inner loops over it: ic (MC rows of packed
+// A, L2) -> jr (NR, B micro-panel in L1) -> ir (MR). Dynamic tasks keep both
+// cores busy when one of them is shared with another process, and scale past 2.
+thread_local Scratch tl_apack;
+
+inline int64_t round_up(int64_t a, int64_t b) { return cdiv(a, b) * b; }
 
 // Threads for a product of 2*M*N*K flops: about one per 2 MFLOP, so small
-// layers do not pay a fork/join (and spin) they cannot amortize.
+// layers do not pay a fork/join they cannot amortize.
 inline int gemm_threads(int64_t M, int64_t N, int64_t K, int nthreads) {
   const double flops = 2.0 * (double)M * (double)N * (double)K;
   const int64_t t = (int64_t)(flops / 2e6);
   return (int)imax(1, imin(nthreads, t));
-}
-
-// Splits C into a tm x tn grid of thread blocks. Cost per thread (in units of K):
-// its compute (m*n/16 FMA-vector steps) plus packing its A rows and B columns.
-inline void choose_grid(int64_t M, int64_t N, int MR, int NR, int nt, int *tm, int *tn) {
-  double best = 1e300;
-  *tm = 1;
-  *tn = nt;
-  for (int a = 1; a <= nt; ++a) {
-    if (nt % a) continue;
-    const int b = nt / a;
-    const double mp = (double)cdiv(cdiv(M, MR), a) * MR, np = (double)cdiv(cdiv(N, NR), b) * NR;
-    const double cost = mp * np / 16.0 + mp + np;
-    if (cost < best) best = cost, *tm = a, *tn = b;
-  }
 }
 
 template <class X>
@@ -308,19 +265,51 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typena
                  int64_t lda, const typename X::T *B, int64_t ldb, typename X::T *C, int64_t ldc,
                  const typename X::T *bias, const Ep<typename X::T> &ep, int nthreads,
                  double *rsum = nullptr) {
+  using T = typename X::T;
   constexpr int MR = X::MR, NR = 2 * X::W;
-  const int nt = gemm_threads(M, N, K, nthreads);
-  int tm, tn;
-  choose_grid(M, N, MR, NR, nt, &tm, &tn);
-  const int64_t mp = cdiv(M, MR), np = cdiv(N, NR);
-  run_parallel(tm * tn, [&](int t, int) {
-    const int bi = t / tn, bj = t % tn;
-    const int64_t m0 = mp * bi / tm * MR, m1 = imin(M, mp * (bi + 1) / tm * MR);
-    const int64_t n0 = np * bj / tn * NR, n1 = imin(N, np * (bj + 1) / tn * NR);
-    if (m0 < m1 && n0 < n1)
-      gemm_serial_packed<X>(ta, tb, m1 - m0, n1 - n0, K, ta ? A + m0 : A + m0 * lda, lda,
-                            tb ? B + n0 * ldb : B + n0, ldb, C + m0 * ldc + n0, ldc,
-                            bias ? bias + n0 : nullptr, ep, rsum && bj == 0 ? rsum + m0 : nullptr);
+  const int64_t nk = cdiv(K, X::KC);
+  const int64_t kcb = round_up(cdiv(K, nk), 8);
+  const int64_t mpan = cdiv(M, MR), Mp = mpan * MR;
+  int nt = gemm_threads(M, N, K, nthreads);
+
+  // Phase 1: op(A) -> apack; block pc at apack + Mp * pc, panel ip at + ip * MR * kc.
+  T *apack = static_cast<T *>(tl_apack.get(sizeof(T) * Mp * K));
+  parallel_chunks((int)imin(nt, mpan), mpan, imax(1, mpan / (4 * nt)), [&](int64_t ip) {
+    const int64_t i0 = ip * MR;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+      const int64_t kc = imin(kcb, K - pc);
+      pack_a<X>(ta, A, lda, i0, pc, imin(MR, M - i0), kc, apack + Mp * pc + ip * MR * kc,
+                rsum ? rsum + i0 : nullptr);
+    }
+  });
+
+  // Phase 2: tasks of MT x NCH, at least ~3 per thread when the shape allows.
+  int64_t NCH = imin(round_up(N, NR), 256), MT = imin(Mp, 8 * X::MC);
+  while (cdiv(M, MT) * cdiv(N, NCH) < 3 * nt && NCH > 2 * NR) NCH = round_up(NCH / 2, NR);
+  while (cdiv(M, MT) * cdiv(N, NCH) < 3 * nt && MT > X::MC) MT = round_up(MT / 2, MR);
+  const int64_t mtasks = cdiv(M, MT), tasks = mtasks * cdiv(N, NCH);
+  nt = (int)imin(nt, tasks);
+  parallel_chunks(nt, tasks, 1, [&](int64_t t) {
+    const int64_t i0 = t % mtasks * MT, j0 = t / mtasks * NCH;
+    const int64_t i1 = imin(M, i0 + MT), nch = imin(NCH, N - j0);
+    T *bbuf = static_cast<T *>(tl_bbuf.get(sizeof(T) * round_up(nch, NR) * kcb));
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+      const int64_t kc = imin(kcb, K - pc);
+      const bool first = pc == 0, last = pc + kc == K;
+      pack_b<X>(tb, B, ldb, pc, j0, kc, nch, bbuf);
+      const T *ablock = apack + Mp * pc;
+      for (int64_t ic = i0; ic < i1; ic += X::MC) {
+        const int64_t ie = imin(i1, ic + X::MC);
+        for (int64_t jr = 0; jr < nch; jr += NR) {
+          const int nr = (int)imin(NR, nch - jr);
+          const T *bp = bbuf + jr * kc;
+          const T *bi = bias ? bias + j0 + jr : nullptr;
+          for (int64_t ir = ic; ir < ie; ir += MR)
+            micro<X, MR, true, false>(kc, ablock + ir * kc, 0, 0, bp, NR, (int)imin(MR, M - ir), nr,
+                                      C + ir * ldc + j0 + jr, ldc, bi, ep, first, last);
+        }
+      }
+    }
   });
 }
 
