@@ -19,7 +19,7 @@ struct F256 {
   using T = float;
   using V = __m256;
   static constexpr int W = 8, MR = 6, DM = 2, DN = 4;
-  static constexpr int64_t KC = 256, MC = 96, NC = 4096;
+  static constexpr int64_t KC = 256, MC = 96;
   static __m256i mk(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
@@ -106,7 +106,7 @@ struct D256 {
   using T = double;
   using V = __m256d;
   static constexpr int W = 4, MR = 6, DM = 2, DN = 4;
-  static constexpr int64_t KC = 256, MC = 72, NC = 2048;
+  static constexpr int64_t KC = 256, MC = 72;
   static __m256i mk(int n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
   }

@@ -21,8 +21,8 @@ struct F512 {
   using T = float;
   using V = __m512;
   static constexpr int W = 16, MR = 12, DM = 4, DN = 4;
-  // KC x NR B micro-panel = 32 KiB (L1); MC x KC A block = 144 KiB (L2).
-  static constexpr int64_t KC = 192, MC = 144, NC = 4096;
+  // KC x NR B micro-panel = 24 KiB (L1); MC x KC A block = 108 KiB (L2).
+  static constexpr int64_t KC = 192, MC = 144;
   static __mmask16 mk(int n) { return (__mmask16)((1u << n) - 1u); }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T x) { return _mm512_set1_ps(x); }
@@ -158,7 +158,7 @@ struct D512 {
   using T = double;
   using V = __m512d;
   static constexpr int W = 8, MR = 12, DM = 4, DN = 4;
-  static constexpr int64_t KC = 256, MC = 96, NC = 2048;
+  static constexpr int64_t KC = 256, MC = 96;
   static __mmask8 mk(int n) { return (__mmask8)((1u << n) - 1u); }
   static V zero() { return _mm512_setzero_pd(); }
   static V set1(T x) { return _mm512_set1_pd(x); }

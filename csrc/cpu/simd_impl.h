@@ -8,9 +8,10 @@
 // file uses no std:: templates (no std::min, std::vector, <algorithm>).
 //
 // Traits X provide: T (float/double), V (vector), W (lanes), MR (micro-tile rows),
-// KC/MC/NC (cache blocks), zero/set1/load/loadn/store/storen (n-lane masked),
-// add/sub/mul/fma, hsum, sigmoid/tanh/relu/thresh, and pack_bt (a full NR-row
-// transposed B panel; may fall back to pack_bt_scalar).
+// KC/MC (cache blocks), DM/DN (dot-product tile), zero/set1/load/loadn/store/storen (n-lane masked),
+// add/sub/mul/fma/max, hsum/hmax, exp/sigmoid/tanh/relu/thresh/select_gt0, and
+// pack_a / pack_bt (a full MR-row A panel, a full NR-row transposed B panel; may
+// fall back to pack_a_scalar / pack_bt_scalar).
 
 #ifndef LW_SIMD_IMPL_INCLUDED_IN_ANON_NS
 #error "include simd_impl.h inside an anonymous namespace of an ISA TU"
