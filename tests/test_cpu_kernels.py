@@ -247,6 +247,30 @@ def check_elementwise(dtype):
             check_close(fails, f"sgd mom={mom} nes={nes} wd={wd} view={view}", p, Pn, 8 * rtol * (np.abs(Pn) + 1))
             if mom:
                 check_close(fails, f"sgd velocity mom={mom} view={view}", v, V, 8 * rtol * (np.abs(V) + 1))
+    # losses: value and gradient, incl. row-strided inputs and large logits
+    eps = float(np.finfo(dtype).eps)
+    for rows, cols in ((1, 1), (7, 10), (64, 17), (300, 1000)):
+        pr, tg = strided(rng, rows, cols, dtype), rng.standard_normal((rows, cols)).astype(dtype)
+        P, Tg = pr.astype(np.float64), tg.astype(np.float64)
+        v, gr = ops.mse_loss(pr, tg)
+        want = 0.5 * ((P - Tg) ** 2).sum() / rows
+        if not abs(v - want) <= 1e3 * eps * want + 1e-300:
+            fails.append(f"mse value {rows}x{cols}: {v} vs {want}")
+        check_close(fails, f"mse grad {rows}x{cols}", gr, (P - Tg) / rows, 4 * eps * (np.abs(P) + np.abs(Tg)) / rows)
+        logits = pr * 20
+        L = logits.astype(np.float64)
+        lab = rng.integers(0, cols, rows)
+        v, gr = ops.softmax_cross_entropy(logits, lab)
+        m = L.max(1, keepdims=True)
+        e = np.exp(L - m)
+        sm = e / e.sum(1, keepdims=True)
+        want = np.mean(np.log(e.sum(1)) - (L[np.arange(rows), lab] - m[:, 0]))
+        if not abs(v - want) <= 1e3 * eps * (abs(want) + np.abs(L).max()):
+            fails.append(f"softmax xent value {rows}x{cols}: {v} vs {want}")
+        onehot = np.zeros_like(sm)
+        onehot[np.arange(rows), lab] = 1
+        check_close(fails, f"softmax xent grad {rows}x{cols}", gr, (sm - onehot) / rows,
+                    (8 * rtol + eps * np.abs(L - m)) * (sm + onehot) / rows + atol)
     # Bernoulli: exactly rng.h's draws, element (r, c) <- counter offset + r*cols + c
     for cols, view in ((1, False), (17, True), (1000, False)):
         pr = strided(rng, 53, cols, dtype) if view else rng.standard_normal((53, cols)).astype(dtype)

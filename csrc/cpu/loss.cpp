@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "../common/backend.h"
+#include "isa.h"
+#include "kernels.h"
 
 namespace lw::cpu {
 namespace {
@@ -90,8 +92,26 @@ double softmax_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
 
 }  // namespace
 
+// float32 quadratic and softmax cross-entropy run vectorized (kernels_*.cpp);
+// BCE (log/log1p in double) and float64 stay here.
+static bool loss_isa(const CpuContext &ctx, const LossArgs &a, double *v) {
+  switch (active()) {
+#ifdef LAYERWISE_HAVE_AVX512
+    case Isa::Avx512: return loss_avx512(a, ctx.num_threads, v);
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+    case Isa::Avx2: return loss_avx2(a, ctx.num_threads, v);
+#endif
+    default: return false;
+  }
+}
+
 lwStatus_t loss_forward_backward(const CpuContext &ctx, const LossArgs &a) {
   double v = 0;
+  if (loss_isa(ctx, a, &v)) {
+    if (a.loss_value) *a.loss_value = v;
+    return LW_STATUS_SUCCESS;
+  }
   if (a.rows > 0) {
     const bool f32 = a.dtype == DType::F32;
     switch (a.loss) {
