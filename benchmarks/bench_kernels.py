@@ -2,7 +2,7 @@
 """bench_kernels.py -- CPU kernels of layerwise.ops against NumPy (and PyTorch CPU
 when importable), timed in one process, interleaved, median of repeats.
 
-    python benchmarks/bench_kernels.py [--quick] [--json PATH] [--threads N]
+    python benchmarks/bench_kernels.py [--quick] [--json PATH] [--threads N] [--cpu-time]
 
 Each row times one primitive and the NumPy expression computing the same result
 (the brief's expressions: identity ``x @ W.T + b``, sigmoid
@@ -15,6 +15,11 @@ preallocated outputs (the steady state of a training loop), which is stated in
 the table. GEMM rows report GFLOP/s (2*n*in*out), elementwise rows GB/s (bytes
 read + written once). The machine's peak is measured with a compiled FMA loop
 on all threads (falls back to the best GEMM rate when no C compiler works).
+
+--cpu-time: every library on ONE thread (OpenBLAS, torch, layerwise), timed by
+process CPU time instead of the wall clock. On a machine shared with other
+jobs this is the load-independent comparison of the kernels themselves (the
+wall clock then mostly measures the scheduler).
 """
 from __future__ import annotations
 
@@ -44,13 +49,16 @@ SQUARES = [512, 1024, 2048]
 EW_N = 4 * 1024 * 1024
 
 
+TIMER = time.perf_counter  # time.process_time under --cpu-time
+
+
 def clock(fn, min_time=2e-3):
     """Calls per sample so that one sample takes ~min_time (tiny ops are
     otherwise dominated by timer resolution)."""
     fn()
-    t0 = time.perf_counter()
+    t0 = TIMER()
     fn()
-    dt = time.perf_counter() - t0
+    dt = TIMER() - t0
     return max(1, int(min_time / max(dt, 1e-7)))
 
 
@@ -63,10 +71,10 @@ def bench(contenders, repeats):
         order = names if r % 2 == 0 else names[::-1]
         for k in order:
             f, n = contenders[k], reps[k]
-            t0 = time.perf_counter()
+            t0 = TIMER()
             for _ in range(n):
                 f()
-            samples[k].append((time.perf_counter() - t0) / n)
+            samples[k].append((TIMER() - t0) / n)
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
@@ -282,8 +290,19 @@ def main():
     ap.add_argument("--json", metavar="PATH", help="write all rows + targets as JSON")
     ap.add_argument("--threads", type=int, default=0, help="threads for all libraries (0: all cores)")
     ap.add_argument("--repeats", type=int, default=0)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="one thread everywhere, timed by process CPU time (load-independent)")
     args = ap.parse_args()
 
+    global TIMER
+    if args.cpu_time:
+        if os.environ.get("LW_BENCH_CPU_TIME") != "1":
+            # OpenBLAS reads its thread count at import: restart with it pinned.
+            env = dict(os.environ, LW_BENCH_CPU_TIME="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                       MKL_NUM_THREADS="1")
+            os.execve(sys.executable, [sys.executable] + sys.argv, env)
+        args.threads = 1
+        TIMER = time.process_time
     threads = args.threads or os.cpu_count() or 1
     ops.set_num_threads(threads)
     if torch is not None:
@@ -298,7 +317,8 @@ def main():
         shapes = [(n, i, o) for (i, o) in LAYERS for n in BATCHES] + [(s, s, s) for s in SQUARES]
 
     info = layerwise.backend_info()
-    print(f"layerwise {info['version']} isa={info['isa']} threads={threads}  numpy {np.__version__}"
+    print(f"layerwise {info['version']} isa={info['isa']} threads={threads} "
+          f"timer={'process CPU time' if args.cpu_time else 'wall clock'}  numpy {np.__version__}"
           + (f"  torch {torch.__version__}" if torch is not None else "  (torch not importable)"))
     (peak, peak_cpu), how = measure_peak(threads)
     if peak:
@@ -354,6 +374,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": platform.processor() or platform.machine(), "threads": threads,
+                       "timer": "process_time" if args.cpu_time else "perf_counter",
                        "backend": info, "numpy": np.__version__,
                        "torch": torch.__version__ if torch is not None else None,
                        "peak_gflops": peak, "peak_gflops_per_cpu_second": peak_cpu, "peak_method": how,
