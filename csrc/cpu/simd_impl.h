@@ -449,7 +449,7 @@ bool gemm_entry(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typenam
     else gemm_dot<X, X::DM, X::DN>(M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
     return true;
   }
-  if (!tb && (M <= 32 || K <= 48)) {
+  if (!tb && (M <= 32 || (ta && K <= 16))) {
     gemm_direct<X>(ta, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads);
     return true;
   }
