@@ -62,11 +62,23 @@ def clock(fn, min_time=2e-3):
     return max(1, int(min_time / max(dt, 1e-7)))
 
 
+BLOCKED = False  # --blocked: each contender's repeats back to back (diagnostic)
+
+
 def bench(contenders, repeats):
     """contenders: {name: fn}. Returns {name: median seconds per call}."""
     reps = {k: clock(f) for k, f in contenders.items()}
     samples = {k: [] for k in contenders}
     names = list(contenders)
+    if BLOCKED:
+        for k in names:
+            f, n = contenders[k], reps[k]
+            for _ in range(repeats):
+                t0 = TIMER()
+                for _ in range(n):
+                    f()
+                samples[k].append((TIMER() - t0) / n)
+        return {k: float(np.median(v)) for k, v in samples.items()}
     for r in range(repeats):
         order = names if r % 2 == 0 else names[::-1]
         for k in order:
@@ -292,9 +304,13 @@ def main():
     ap.add_argument("--repeats", type=int, default=0)
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread everywhere, timed by process CPU time (load-independent)")
+    ap.add_argument("--blocked", action="store_true",
+                    help="diagnostic: time each contender's repeats back to back instead of "
+                         "interleaved (shows what a library's spinning idle threads cost the next call)")
     args = ap.parse_args()
 
-    global TIMER
+    global TIMER, BLOCKED
+    BLOCKED = args.blocked
     if args.cpu_time:
         if os.environ.get("LW_BENCH_CPU_TIME") != "1":
             # OpenBLAS reads its thread count at import: restart with it pinned.
@@ -318,7 +334,8 @@ def main():
 
     info = layerwise.backend_info()
     print(f"layerwise {info['version']} isa={info['isa']} threads={threads} "
-          f"timer={'process CPU time' if args.cpu_time else 'wall clock'}  numpy {np.__version__}"
+          f"timer={'process CPU time' if args.cpu_time else 'wall clock'}"
+          f"{' BLOCKED (not interleaved)' if BLOCKED else ''}  numpy {np.__version__}"
           + (f"  torch {torch.__version__}" if torch is not None else "  (torch not importable)"))
     (peak, peak_cpu), how = measure_peak(threads)
     if peak:
@@ -375,6 +392,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"machine": platform.processor() or platform.machine(), "threads": threads,
                        "timer": "process_time" if args.cpu_time else "perf_counter",
+                       "interleaved": not BLOCKED,
                        "backend": info, "numpy": np.__version__,
                        "torch": torch.__version__ if torch is not None else None,
                        "peak_gflops": peak, "peak_gflops_per_cpu_second": peak_cpu, "peak_method": how,
