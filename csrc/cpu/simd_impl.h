@@ -349,9 +349,9 @@ void gemm_direct(bool ta, int64_t M, int64_t N, int64_t K, const typename X::T *
   constexpr int MR = X::MR, NR = 2 * X::W;
   const int64_t a_rs = ta ? 1 : lda, a_ks = ta ? lda : 1;
   const int64_t mt = cdiv(M, MR), ntl = cdiv(N, NR), tiles = mt * ntl;
-  // Memory bound: count the bytes of B and C as well as the flops.
-  const int64_t work = imax(M * N * K, 8 * (N * K + M * N));
-  const int nt = (int)imax(1, imin(imin(nthreads, tiles), work / 500000));
+  // A second thread costs a wake-up (tens of us on an idle VM core): only past
+  // ~4 MFLOP per thread, so a batch-1 GEMV stays on the calling thread.
+  const int nt = (int)imax(1, imin(imin(nthreads, tiles), 2 * M * N * K / 4000000));
   // Tiles are ordered column-block major so consecutive tiles reuse one B strip.
   // Few rows of C: column-block major, so each thread streams its own slice of B.
   // Small K (B and A tiny): row major, so C is written row by row.
@@ -376,8 +376,7 @@ void gemm_dot(int64_t M, int64_t N, int64_t K, const typename X::T *A, int64_t l
   constexpr int W = X::W;
   static_assert(DN <= W, "one vector of results per row");
   const int64_t mt = cdiv(M, DM), ntl = cdiv(N, DN), tiles = mt * ntl;
-  const int64_t work = imax(M * N * K, 8 * (N * K + M * K + M * N));
-  const int nt = (int)imax(1, imin(imin(nthreads, tiles), work / 500000));
+  const int nt = (int)imax(1, imin(imin(nthreads, tiles), 2 * M * N * K / 4000000));  // see gemm_direct
   const int64_t kv = K / W * W;
   const int kt = (int)(K - kv);
   // Tiles ordered B-block major: each thread streams a contiguous slice of B (w).
