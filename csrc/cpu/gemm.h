@@ -30,6 +30,14 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda,
           const T *B, int64_t ldb, T *C, int64_t ldc, const GemmEpilogue<T> &ep, int nthreads);
 
+// gemm() that may also produce rowsum (M) = alpha * sum_k op(A)(i, k) + beta * rowsum
+// in the same pass (the dense layer's db while dy^T is packed). Returns whether
+// it did; when false the caller computes rowsum itself. C is computed either way.
+template <typename T>
+bool gemm_rowsum(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T *A,
+                 int64_t lda, const T *B, int64_t ldb, T *C, int64_t ldc, const GemmEpilogue<T> &ep,
+                 int nthreads, T *rowsum);
+
 // The straightforward reference product (same contract). The tests compare the
 // optimized kernels against NumPy; this one is kept for the generic ISA path.
 template <typename T>

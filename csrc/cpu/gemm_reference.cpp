@@ -1,11 +1,13 @@
 // gemm_reference.cpp -- a plain, correct matrix product with the fused epilogue
-// (see gemm.h). Parallel over rows of C; each thread accumulates one row of C in
+// (see gemm.h), and the gemm() dispatcher that prefers the ISA kernels. Parallel over rows of C; each thread accumulates one row of C in
 // a private buffer, then applies bias, activation and alpha/beta blending.
 #include <algorithm>
 #include <vector>
 
 #include "../common/activation_math.h"
 #include "gemm.h"
+#include "isa.h"
+#include "kernels.h"
 
 namespace lw::cpu {
 
@@ -46,12 +48,73 @@ template void gemm_reference<double>(bool, bool, int64_t, int64_t, int64_t, cons
                                      int64_t, const double *, int64_t, double *, int64_t,
                                      const GemmEpilogue<double> &, int);
 
-// Until the packed kernels land, gemm() is the reference.
+// gemm() runs the packed/vectorized kernels of the active ISA (kernels_*.cpp)
+// and falls back to the reference for the generic ISA and for cases those do
+// not take (trans_a && trans_b, K == 0).
+namespace {
+bool gemm_isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float *C, int64_t ldc, const GemmEpilogue<float> &ep,
+              int nt, float *rowsum, bool *rs_done) {
+  *rs_done = false;
+  switch (active()) {
+#ifdef LAYERWISE_HAVE_AVX512
+    case Isa::Avx512:
+      return gemm_f32_avx512(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
+                             (int)ep.act, nt, rowsum, rs_done);
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+    case Isa::Avx2:
+      return gemm_f32_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
+                           (int)ep.act, nt, rowsum, rs_done);
+#endif
+    default: return false;
+  }
+}
+bool gemm_isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double *A, int64_t lda,
+              const double *B, int64_t ldb, double *C, int64_t ldc,
+              const GemmEpilogue<double> &ep, int nt, double *rowsum, bool *rs_done) {
+  *rs_done = false;
+  switch (active()) {
+#ifdef LAYERWISE_HAVE_AVX512
+    case Isa::Avx512:
+      return gemm_f64_avx512(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
+                             (int)ep.act, nt, rowsum, rs_done);
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+    case Isa::Avx2:
+      return gemm_f64_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
+                           (int)ep.act, nt, rowsum, rs_done);
+#endif
+    default: return false;
+  }
+}
+}  // namespace
+
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda,
           const T *B, int64_t ldb, T *C, int64_t ldc, const GemmEpilogue<T> &ep, int nthreads) {
+  bool rs_done;
+  if (gemm_isa(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ep, nthreads, nullptr, &rs_done))
+    return;
   gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ep, nthreads);
 }
+
+template <typename T>
+bool gemm_rowsum(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T *A,
+                 int64_t lda, const T *B, int64_t ldb, T *C, int64_t ldc, const GemmEpilogue<T> &ep,
+                 int nthreads, T *rowsum) {
+  bool rs_done = false;
+  if (gemm_isa(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ep, nthreads, rowsum, &rs_done))
+    return rs_done;
+  gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ep, nthreads);
+  return false;
+}
+template bool gemm_rowsum<float>(bool, bool, int64_t, int64_t, int64_t, const float *, int64_t,
+                                 const float *, int64_t, float *, int64_t,
+                                 const GemmEpilogue<float> &, int, float *);
+template bool gemm_rowsum<double>(bool, bool, int64_t, int64_t, int64_t, const double *, int64_t,
+                                  const double *, int64_t, double *, int64_t,
+                                  const GemmEpilogue<double> &, int, double *);
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, const float *, int64_t,
                           const float *, int64_t, float *, int64_t, const GemmEpilogue<float> &,
                           int);

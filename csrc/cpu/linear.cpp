@@ -5,6 +5,8 @@
 
 #include "../common/backend.h"
 #include "gemm.h"
+#include "isa.h"
+#include "kernels.h"
 
 namespace lw::cpu {
 namespace {
@@ -60,11 +62,29 @@ void linear_backward_weights_t(const CpuContext &ctx, const LinearBackwardWeight
   ep.alpha = a.alpha;
   ep.beta = a.beta;
   // (out, in) = (n, out)^T x (n, in)
-  gemm<T>(true, false, a.out, a.in, a.n, static_cast<const T *>(a.dy), a.lddy,
-          static_cast<const T *>(a.x), a.ldx, static_cast<T *>(a.dw), a.lddw, ep,
-          ctx.num_threads);
-  if (a.db)
-    column_sums(static_cast<const T *>(a.dy), a.lddy, a.n, a.out, static_cast<T *>(a.db),
+  // db is summed while dy^T is packed when the kernel path packs it.
+  const bool db_done =
+      gemm_rowsum<T>(true, false, a.out, a.in, a.n, static_cast<const T *>(a.dy), a.lddy,
+                     static_cast<const T *>(a.x), a.ldx, static_cast<T *>(a.dw), a.lddw, ep,
+                     ctx.num_threads, static_cast<T *>(a.db));
+  if (!a.db || db_done) return;
+  const DType dt = a.dtype;
+  switch (active()) {
+#ifdef LAYERWISE_HAVE_AVX512
+    case Isa::Avx512:
+      if (column_sums_avx512(dt, a.dy, a.lddy, a.n, a.out, a.db, a.alpha, a.beta, ctx.num_threads))
+        return;
+      break;
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+    case Isa::Avx2:
+      if (column_sums_avx2(dt, a.dy, a.lddy, a.n, a.out, a.db, a.alpha, a.beta, ctx.num_threads))
+        return;
+      break;
+#endif
+    default: break;
+  }
+  column_sums(static_cast<const T *>(a.dy), a.lddy, a.n, a.out, static_cast<T *>(a.db),
                 a.alpha, a.beta, ctx.num_threads);
 }
 

@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include "../common/backend.h"
+#include "isa.h"
+#include "kernels.h"
+#include "threadpool.h"
 
 namespace lw::cpu {
 namespace {
@@ -12,15 +15,39 @@ int loss_threads(int nthreads, int64_t elems) {
   return (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, elems / 32768));
 }
 
+// Sum of fn(row) over the rows on the thread pool (threadpool.h): partial sums
+// per share, added in share order, so the value is deterministic for a thread
+// count and no OpenMP team is left spinning after the call.
+template <class F>
+double sum_rows(int64_t rows, int nt, const F &fn) {
+  nt = std::min(nt, 64);
+  double part[64] = {};
+  struct Ctx {
+    const F *fn;
+    int64_t rows;
+    double *part;
+  } c{&fn, rows, part};
+  parallel_run(
+      nt,
+      [](void *p, int t, int n) {
+        Ctx &c = *static_cast<Ctx *>(p);
+        double acc = 0;
+        for (int64_t i = c.rows * t / n; i < c.rows * (t + 1) / n; ++i) acc += (*c.fn)(i);
+        c.part[t] = acc;
+      },
+      &c);
+  double total = 0;
+  for (int t = 0; t < nt; ++t) total += part[t];
+  return total;
+}
+
 template <typename T>
 double quadratic(const CpuContext &ctx, const LossArgs &a) {
   const T *p = static_cast<const T *>(a.pred), *t = static_cast<const T *>(a.target);
   T *g = static_cast<T *>(a.grad);
   const double inv_n = 1.0 / (double)a.rows;
-  double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static) \
-    num_threads(loss_threads(ctx.num_threads, a.rows * a.cols))
-  for (int64_t i = 0; i < a.rows; ++i) {
+  const double total = sum_rows(a.rows, loss_threads(ctx.num_threads, a.rows * a.cols), [&](int64_t i) {
+    double total = 0;
     const T *pr = p + i * a.ldp, *tr = t + i * a.ldt;
     double s = 0;
     for (int64_t j = 0; j < a.cols; ++j) {
@@ -29,7 +56,8 @@ double quadratic(const CpuContext &ctx, const LossArgs &a) {
       if (g) g[i * a.ldg + j] = static_cast<T>(d * inv_n);
     }
     total += s;
-  }
+    return total;
+  });
   return 0.5 * total * inv_n;
 }
 
@@ -39,10 +67,8 @@ double binary_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
   T *g = static_cast<T *>(a.grad);
   const double eps = sizeof(T) == 4 ? LW_BCE_EPS_FLOAT32 : LW_BCE_EPS_FLOAT64;
   const double inv_n = 1.0 / (double)a.rows;
-  double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static) \
-    num_threads(loss_threads(ctx.num_threads, a.rows * a.cols))
-  for (int64_t i = 0; i < a.rows; ++i) {
+  const double total = sum_rows(a.rows, loss_threads(ctx.num_threads, a.rows * a.cols), [&](int64_t i) {
+    double total = 0;
     const T *pr = p + i * a.ldp, *tr = t + i * a.ldt;
     double s = 0;
     for (int64_t j = 0; j < a.cols; ++j) {
@@ -54,7 +80,8 @@ double binary_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
       if (g) g[i * a.ldg + j] = static_cast<T>((q - tv) / (q * (1.0 - q)) * inv_n);
     }
     total += s;
-  }
+    return total;
+  });
   return total * inv_n;
 }
 
@@ -64,10 +91,8 @@ double softmax_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
   const int32_t *lab = static_cast<const int32_t *>(a.target);
   T *g = static_cast<T *>(a.grad);
   const double inv_n = 1.0 / (double)a.rows;
-  double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static) \
-    num_threads(loss_threads(ctx.num_threads, a.rows * a.cols))
-  for (int64_t i = 0; i < a.rows; ++i) {
+  const double total = sum_rows(a.rows, loss_threads(ctx.num_threads, a.rows * a.cols), [&](int64_t i) {
+    double total = 0;
     const T *pr = p + i * a.ldp;
     const int32_t y = lab[i * a.ldt];
     T m = pr[0];
@@ -84,14 +109,33 @@ double softmax_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
         gr[j] = static_cast<T>((q - (j == y ? 1.0 : 0.0)) * inv_n);
       }
     }
-  }
+    return total;
+  });
   return total * inv_n;
 }
 
 }  // namespace
 
+// float32 quadratic and softmax cross-entropy run vectorized (kernels_*.cpp);
+// BCE (log/log1p in double) and float64 stay here.
+static bool loss_isa(const CpuContext &ctx, const LossArgs &a, double *v) {
+  switch (active()) {
+#ifdef LAYERWISE_HAVE_AVX512
+    case Isa::Avx512: return loss_avx512(a, ctx.num_threads, v);
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+    case Isa::Avx2: return loss_avx2(a, ctx.num_threads, v);
+#endif
+    default: return false;
+  }
+}
+
 lwStatus_t loss_forward_backward(const CpuContext &ctx, const LossArgs &a) {
   double v = 0;
+  if (loss_isa(ctx, a, &v)) {
+    if (a.loss_value) *a.loss_value = v;
+    return LW_STATUS_SUCCESS;
+  }
   if (a.rows > 0) {
     const bool f32 = a.dtype == DType::F32;
     switch (a.loss) {

@@ -4,6 +4,8 @@
 
 #include "../common/backend.h"
 #include "../common/rng.h"
+#include "isa.h"
+#include "kernels.h"
 
 namespace lw::cpu {
 namespace {
@@ -26,6 +28,9 @@ void bernoulli_t(const CpuContext &ctx, const BernoulliArgs &a) {
 }  // namespace
 
 lwStatus_t bernoulli_sample(const CpuContext &ctx, const BernoulliArgs &a) {
+#ifdef LAYERWISE_HAVE_AVX512
+  if (active() == Isa::Avx512 && bernoulli_avx512(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
+#endif
   if (a.dtype == DType::F32) bernoulli_t<float>(ctx, a);
   else bernoulli_t<double>(ctx, a);
   return LW_STATUS_SUCCESS;

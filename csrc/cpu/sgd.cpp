@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "../common/backend.h"
+#include "isa.h"
+#include "kernels.h"
 
 namespace lw::cpu {
 namespace {
@@ -41,6 +43,19 @@ void sgd_t(const CpuContext &ctx, const SgdArgs &a) {
 }  // namespace
 
 lwStatus_t sgd_update(const CpuContext &ctx, const SgdArgs &a) {
+  switch (active()) {
+#ifdef LAYERWISE_HAVE_AVX512
+    case Isa::Avx512:
+      if (sgd_avx512(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
+      break;
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+    case Isa::Avx2:
+      if (sgd_avx2(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
+      break;
+#endif
+    default: break;
+  }
   if (a.dtype == DType::F32) sgd_t<float>(ctx, a);
   else sgd_t<double>(ctx, a);
   return LW_STATUS_SUCCESS;

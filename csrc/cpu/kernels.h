@@ -1,0 +1,42 @@
+// kernels.h -- plain extern entry points of the ISA-specific kernel TUs
+// (kernels_avx512.cpp, kernels_avx2.cpp). Only declarations live here, so no
+// inline code compiled with wider ISA flags can leak into the generic build.
+// Each returns false when it does not handle the case (caller uses the reference).
+// gemm_*: rowsum (M, may be null) = alpha * sum_k op(A)(i, k) + beta * rowsum,
+// done in the same pass where the path allows; *rowsum_done says whether it was.
+#pragma once
+
+#include <cstdint>
+
+#include "../common/backend.h"
+
+namespace lw::cpu {
+
+#define LW_DECLARE_ISA_KERNELS(isa)                                                          \
+  bool gemm_f32_##isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,      \
+                      int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,        \
+                      double alpha, double beta, const float *bias, int act, int nthreads,    \
+                      float *rowsum, bool *rowsum_done);                                      \
+  bool gemm_f64_##isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double *A,     \
+                      int64_t lda, const double *B, int64_t ldb, double *C, int64_t ldc,      \
+                      double alpha, double beta, const double *bias, int act, int nthreads,   \
+                      double *rowsum, bool *rowsum_done);                                     \
+  bool activation_forward_##isa(const ActivationForwardArgs &a, int nthreads);                \
+  bool activation_backward_##isa(const ActivationBackwardArgs &a, int nthreads);              \
+  bool softmax_##isa(const SoftmaxArgs &a, int nthreads);                                     \
+  bool sgd_##isa(const SgdArgs &a, int nthreads);                                             \
+  bool loss_##isa(const LossArgs &a, int nthreads, double *value);                            \
+  bool column_sums_##isa(DType dt, const void *dy, int64_t lddy, int64_t n, int64_t out,      \
+                         void *db, double alpha, double beta, int nthreads);
+
+#ifdef LAYERWISE_HAVE_AVX512
+LW_DECLARE_ISA_KERNELS(avx512)
+bool bernoulli_avx512(const BernoulliArgs &a, int nthreads);
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+LW_DECLARE_ISA_KERNELS(avx2)
+#endif
+
+#undef LW_DECLARE_ISA_KERNELS
+
+}  // namespace lw::cpu
