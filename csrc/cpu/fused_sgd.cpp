@@ -5,13 +5,10 @@
 #include <algorithm>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "../common/backend.h"
 #include "gemm.h"
 #include "isa.h"
+#include "threadpool.h"
 
 #define LW_VEC_BYTES 16
 #define LW_ISA_SUFFIX generic
@@ -72,9 +69,7 @@ RowsFn<double> pick_rows<double>() {
 template <typename T>
 void run(const CpuContext &ctx, const LinearSgdArgs &a) {
   const T *dy = static_cast<const T *>(a.dy);
-  const T *x = static_cast<const T *>(a.x);
   T *w = static_cast<T *>(a.w);
-  T *vel = static_cast<T *>(a.w_velocity);
   const int64_t n = a.n, in = a.in, out = a.out;
 
   // dx must see the weights before the step.
@@ -97,17 +92,22 @@ void run(const CpuContext &ctx, const LinearSgdArgs &a) {
   const int64_t blocks = (out + 3) / 4;
   const int64_t flops = 2 * n * in * out;
   const int nt = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)ctx.num_threads, blocks, flops / 1000000 + 1}));
-#pragma omp parallel num_threads(nt)
-  {
-    int t = 0, T_ = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    T_ = omp_get_num_threads();
-#endif
-    const int64_t b0 = blocks * t / T_, b1 = blocks * (t + 1) / T_;
-    const int64_t j0 = b0 * 4, j1 = std::min(out, b1 * 4);
-    if (j0 < j1) rows(j0, j1, n, in, dyT, x, a.ldx, w, a.ldw, vel, lr, mu, wd, a.nesterov);
-  }
+  struct Job {
+    RowsFn<T> rows;
+    const LinearSgdArgs *a;
+    const T *dyT;
+    T lr, mu, wd;
+    int64_t blocks;
+  } job{rows, &a, dyT, lr, mu, wd, blocks};
+  parallel_run(nt, [](void *ctx, int t, int nthreads) {
+    const Job &j = *static_cast<const Job *>(ctx);
+    const LinearSgdArgs &a = *j.a;
+    const int64_t b0 = j.blocks * t / nthreads, b1 = j.blocks * (t + 1) / nthreads;
+    const int64_t j0 = b0 * 4, j1 = std::min(a.out, b1 * 4);
+    if (j0 < j1)
+      j.rows(j0, j1, a.n, a.in, j.dyT, static_cast<const T *>(a.x), a.ldx, static_cast<T *>(a.w), a.ldw,
+             static_cast<T *>(a.w_velocity), j.lr, j.mu, j.wd, a.nesterov);
+  }, &job);
 
   if (a.b) {
     T *b = static_cast<T *>(a.b);
