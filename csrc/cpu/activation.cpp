@@ -72,57 +72,21 @@ void softmax_t(const CpuContext &ctx, const SoftmaxArgs &a) {
 }  // namespace
 
 lwStatus_t activation_forward(const CpuContext &ctx, const ActivationForwardArgs &a) {
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      if (activation_forward_avx512(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      if (activation_forward_avx2(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-    default: break;
-  }
+  if (LW_ISA_DISPATCH(activation_forward, a, ctx.num_threads)) return LW_STATUS_SUCCESS;
   if (a.dtype == DType::F32) activation_forward_t<float>(ctx, a);
   else activation_forward_t<double>(ctx, a);
   return LW_STATUS_SUCCESS;
 }
 
 lwStatus_t activation_backward(const CpuContext &ctx, const ActivationBackwardArgs &a) {
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      if (activation_backward_avx512(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      if (activation_backward_avx2(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-    default: break;
-  }
+  if (LW_ISA_DISPATCH(activation_backward, a, ctx.num_threads)) return LW_STATUS_SUCCESS;
   if (a.dtype == DType::F32) activation_backward_t<float>(ctx, a);
   else activation_backward_t<double>(ctx, a);
   return LW_STATUS_SUCCESS;
 }
 
 lwStatus_t softmax_forward(const CpuContext &ctx, const SoftmaxArgs &a) {
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      if (softmax_avx512(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      if (softmax_avx2(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-    default: break;
-  }
+  if (LW_ISA_DISPATCH(softmax, a, ctx.num_threads)) return LW_STATUS_SUCCESS;
   if (a.dtype == DType::F32) softmax_t<float>(ctx, a);
   else softmax_t<double>(ctx, a);
   return LW_STATUS_SUCCESS;

@@ -56,37 +56,15 @@ bool gemm_isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
               const float *B, int64_t ldb, float *C, int64_t ldc, const GemmEpilogue<float> &ep,
               int nt, float *rowsum, bool *rs_done) {
   *rs_done = false;
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      return gemm_f32_avx512(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
-                             (int)ep.act, nt, rowsum, rs_done);
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      return gemm_f32_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
-                           (int)ep.act, nt, rowsum, rs_done);
-#endif
-    default: return false;
-  }
+  return LW_ISA_DISPATCH(gemm_f32, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
+                         (int)ep.act, nt, rowsum, rs_done);
 }
 bool gemm_isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double *A, int64_t lda,
               const double *B, int64_t ldb, double *C, int64_t ldc,
               const GemmEpilogue<double> &ep, int nt, double *rowsum, bool *rs_done) {
   *rs_done = false;
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      return gemm_f64_avx512(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
-                             (int)ep.act, nt, rowsum, rs_done);
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      return gemm_f64_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
-                           (int)ep.act, nt, rowsum, rs_done);
-#endif
-    default: return false;
-  }
+  return LW_ISA_DISPATCH(gemm_f64, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep.alpha, ep.beta, ep.bias,
+                         (int)ep.act, nt, rowsum, rs_done);
 }
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "../common/backend.h"
+#include "isa.h"
 
 namespace lw::cpu {
 
@@ -38,5 +39,30 @@ LW_DECLARE_ISA_KERNELS(avx2)
 #endif
 
 #undef LW_DECLARE_ISA_KERNELS
+
+// LW_ISA_DISPATCH(name, args...): calls name_avx512(args...) or name_avx2(args...)
+// for the ISA chosen at run time (isa.h) and yields its bool; false on the
+// generic ISA, where the caller runs its reference loop.
+#ifdef LAYERWISE_HAVE_AVX512
+#define LW_ISA_CASE_AVX512(name, ...) \
+  case Isa::Avx512:                   \
+    return name##_avx512(__VA_ARGS__);
+#else
+#define LW_ISA_CASE_AVX512(name, ...)
+#endif
+#ifdef LAYERWISE_HAVE_AVX2
+#define LW_ISA_CASE_AVX2(name, ...) \
+  case Isa::Avx2:                   \
+    return name##_avx2(__VA_ARGS__);
+#else
+#define LW_ISA_CASE_AVX2(name, ...)
+#endif
+#define LW_ISA_DISPATCH(name, ...)                                                   \
+  [&]() -> bool {                                                                    \
+    switch (active()) {                                                              \
+      LW_ISA_CASE_AVX512(name, __VA_ARGS__) LW_ISA_CASE_AVX2(name, __VA_ARGS__) default : \
+        return false;                                                                \
+    }                                                                                \
+  }()
 
 }  // namespace lw::cpu

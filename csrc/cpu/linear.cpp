@@ -69,21 +69,7 @@ void linear_backward_weights_t(const CpuContext &ctx, const LinearBackwardWeight
                      ctx.num_threads, static_cast<T *>(a.db));
   if (!a.db || db_done) return;
   const DType dt = a.dtype;
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      if (column_sums_avx512(dt, a.dy, a.lddy, a.n, a.out, a.db, a.alpha, a.beta, ctx.num_threads))
-        return;
-      break;
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      if (column_sums_avx2(dt, a.dy, a.lddy, a.n, a.out, a.db, a.alpha, a.beta, ctx.num_threads))
-        return;
-      break;
-#endif
-    default: break;
-  }
+  if (LW_ISA_DISPATCH(column_sums, dt, a.dy, a.lddy, a.n, a.out, a.db, a.alpha, a.beta, ctx.num_threads)) return;
   column_sums(static_cast<const T *>(a.dy), a.lddy, a.n, a.out, static_cast<T *>(a.db),
                 a.alpha, a.beta, ctx.num_threads);
 }

@@ -119,15 +119,7 @@ double softmax_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
 // float32 quadratic and softmax cross-entropy run vectorized (kernels_*.cpp);
 // BCE (log/log1p in double) and float64 stay here.
 static bool loss_isa(const CpuContext &ctx, const LossArgs &a, double *v) {
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512: return loss_avx512(a, ctx.num_threads, v);
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2: return loss_avx2(a, ctx.num_threads, v);
-#endif
-    default: return false;
-  }
+  return LW_ISA_DISPATCH(loss, a, ctx.num_threads, v);
 }
 
 lwStatus_t loss_forward_backward(const CpuContext &ctx, const LossArgs &a) {

@@ -43,19 +43,7 @@ void sgd_t(const CpuContext &ctx, const SgdArgs &a) {
 }  // namespace
 
 lwStatus_t sgd_update(const CpuContext &ctx, const SgdArgs &a) {
-  switch (active()) {
-#ifdef LAYERWISE_HAVE_AVX512
-    case Isa::Avx512:
-      if (sgd_avx512(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-#ifdef LAYERWISE_HAVE_AVX2
-    case Isa::Avx2:
-      if (sgd_avx2(a, ctx.num_threads)) return LW_STATUS_SUCCESS;
-      break;
-#endif
-    default: break;
-  }
+  if (LW_ISA_DISPATCH(sgd, a, ctx.num_threads)) return LW_STATUS_SUCCESS;
   if (a.dtype == DType::F32) sgd_t<float>(ctx, a);
   else sgd_t<double>(ctx, a);
   return LW_STATUS_SUCCESS;
