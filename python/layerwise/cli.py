@@ -52,9 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--rows", type=_rows, default=None, metavar="NAME,...", help="train only these rows")
     b.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU kernel threads (default: all cores). On a machine shared with other jobs, "
-                        "OpenMP's spin-waiting makes several threads much slower than one: use --threads 1, "
-                        "or set OMP_WAIT_POLICY=passive in the environment")
+                   help="CPU kernel threads (default: all cores; on a machine busy with other jobs, "
+                        "fewer threads than cores can be faster)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     return parser
