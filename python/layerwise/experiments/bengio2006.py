@@ -61,7 +61,8 @@ _PRETRAINING = {
 # Defaults shared by the presets. Fine-tuning: minibatch SGD with momentum on
 # softmax cross-entropy, early stopping on validation error (fit restores the
 # best epoch's weights). Pretraining: per-strategy settings, per hidden layer.
-_FINETUNE = dict(lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=50, max_epochs=10, patience=4)
+# lr_decay: the rate of epoch t is lr * lr_decay**t (optim.ExponentialLR); 1.0 keeps it constant.
+_FINETUNE = dict(lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=50, max_epochs=10, patience=4, lr_decay=1.0)
 _PRETRAIN = {
     # a hidden layer + a temporary softmax layer, trained on the labels
     "supervised": dict(epochs_per_layer=2, lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=50),
@@ -155,29 +156,29 @@ PRESETS: Dict[str, Preset] = {
     ),
     # The paper's setup: all 50k training images, 10k validation, 10k test,
     # three hidden layers (the paper: 500-1000 units; 500 here, to fit the time
-    # budget: a 1000-unit layer costs ~4x as much) and the shallow net of the
-    # same width. Budget, measured per 50k-image epoch with the reference CPU
-    # kernels on one thread (checked with a one-epoch run of this preset): fine-
-    # tuning 32.6 CPU-s (incl. validation), shallow 13.9, all three layers of
-    # supervised / autoencoder / RBM pretraining ~43 / ~73 / ~99.
-    # Worst case (no early stop: 60 fine-tuning epochs per row) ~12,500 reference
-    # CPU-s = 3.5 h on one thread today; the fast kernels (5-10x) make that 21-42
-    # minutes on one thread, less on two, and early stopping shortens it further.
-    # Hyperparameters: the fine-tuning rates selected on the validation set at
-    # the quick scale (not re-tuned at full scale for lack of time); pretraining
-    # epochs follow the usual practice of the period (tens of epochs per layer
-    # for RBMs and autoencoders); early stopping (patience 10, at most 60 epochs)
-    # selects the fine-tuning epoch on the validation set only.
+    # budget: a 1000-unit layer costs ~4x as much) and a shallow net of the same
+    # width. Hyperparameters were chosen on the validation set only, at full scale
+    # (one seed each; test error never looked at for selection):
+    #   fine-tuning lr 0.3 constant (the quick-scale choice) stopped the shallow
+    #   net at 3.1% validation error with 1.5% training error: too large a step.
+    #   lr 0.1, momentum 0.9, batch 50, decayed by 0.93 per epoch for 40 epochs
+    #   (best validation epoch's weights restored): shallow 1.78%, deep without
+    #   pretraining 2.22%, supervised 1.75%, autoencoder 1.83%, DBN 1.40% valid.
+    #   Tried and not better on validation: DBN with RBM lr 0.1 for 20 epochs
+    #   and fine-tuning lr 0.05 / decay 0.95 (1.46%); denoising autoencoders
+    #   (25% masking noise, 20 epochs) with lr 0.05 / decay 0.95 (1.73%);
+    #   autoencoder pretraining at lr 0.01 (slower reconstruction).
+    #   Glorot initialisation lowers the un-pretrained deep net to 1.92% valid,
+    #   but the comparison keeps the classic uniform init the paper used.
     "full": Preset(
         name="full",
         description="the paper's setup: 50k/10k/10k, 784-500-500-500-10 (shallow: 784-500-10), <= 45 min target",
         n_train=50000, n_valid=10000, n_test=None,
         hidden=(500, 500, 500), shallow_hidden=500,
-        finetune=_with(_FINETUNE, lr=0.3, max_epochs=60, patience=10),
-        pretrain=_pre(supervised=dict(epochs_per_layer=10), autoencoder=dict(epochs_per_layer=20),
-                      rbm=dict(epochs_per_layer=20)),
-        overrides={"deep_no_pretraining": {"lr": 0.2}},
-        notes="fine-tuning rates selected on the validation set at the quick scale; not re-tuned at full scale",
+        finetune=_with(_FINETUNE, lr=0.1, max_epochs=40, patience=40, lr_decay=0.93),
+        pretrain=_pre(supervised=dict(epochs_per_layer=10), autoencoder=dict(epochs_per_layer=15),
+                      rbm=dict(epochs_per_layer=15)),
+        notes="hyperparameters selected on the validation set at full scale (see the code comment)",
     ),
 }
 
@@ -284,11 +285,13 @@ def _pretraining_summary(kind: str, info: dict) -> dict:
 
 
 def _fit(net, data: dict, hp: dict, *, seed: int, progress: bool):
-    from .. import train
+    from .. import optim, train
 
+    decay = hp.get("lr_decay", 1.0)
     return train.fit(
         net, data["X_train"], data["y_train"],
         loss=hp["loss"], lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+        schedule=optim.ExponentialLR(decay) if decay != 1.0 else None,
         epochs=hp["max_epochs"], batch_size=hp["batch_size"],
         X_val=data["X_valid"], y_val=data["y_valid"], patience=hp["patience"],
         seed=seed, progress=progress,
