@@ -11,6 +11,7 @@ few ulp by the same bound).
 """
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,13 +33,13 @@ def rng():
 
 
 def mnist_dir():
-    """The MNIST directory from LAYERWISE_DATA, or None."""
-    d = os.environ.get("LAYERWISE_DATA")
-    if not d:
+    """The directory holding the four MNIST files ($LAYERWISE_DATA or its mnist/), or None."""
+    from layerwise.datasets import MNIST_FILES
+
+    env = os.environ.get("LAYERWISE_DATA")
+    if not env:
         return None
-    for cand in (d, os.path.join(d, "mnist")):
-        if os.path.exists(os.path.join(cand, "train-images-idx3-ubyte.gz")) or os.path.exists(
-            os.path.join(cand, "train-images-idx3-ubyte")
-        ):
-            return cand
+    for d in (Path(env), Path(env) / "mnist"):
+        if all((d / (n + ".gz")).is_file() or (d / n).is_file() for n in MNIST_FILES):
+            return d
     return None

@@ -2,7 +2,6 @@
 bengio2006 smoke preset end to end when real MNIST is available
 (``LAYERWISE_DATA`` pointing at it)."""
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import layerwise
 from layerwise import cli
 from layerwise.experiments import bengio2006
 from layerwise.datasets import MNIST_FILES
+from conftest import mnist_dir
 
 ROWS = [
     "shallow",
@@ -24,14 +24,7 @@ ROWS = [
 ]
 
 
-def _mnist_dir():
-    env = os.environ.get("LAYERWISE_DATA")
-    if not env:
-        return None
-    for d in (Path(env), Path(env) / "mnist"):
-        if all((d / (n + ".gz")).is_file() or (d / n).is_file() for n in MNIST_FILES):
-            return d
-    return None
+_mnist_dir = mnist_dir  # conftest: $LAYERWISE_DATA or its mnist/, when all four files are there
 
 
 needs_mnist = pytest.mark.skipif(_mnist_dir() is None,

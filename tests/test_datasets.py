@@ -5,7 +5,6 @@ fake ``_urlopen``."""
 import gzip
 import hashlib
 import io
-import os
 import struct
 import urllib.error
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from layerwise import datasets
 from layerwise.datasets import MNIST_FILES
+from conftest import mnist_dir
 
 
 def idx_bytes(arr, type_code=0x08, magic=None):
@@ -320,14 +320,7 @@ def test_download_all_mirrors_bad(tmp_path, monkeypatch, isolated):
 
 
 # ---- the real MNIST ------------------------------------------------------------------
-def _real_mnist_dir():
-    env = os.environ.get("LAYERWISE_DATA")
-    if not env:
-        return None
-    for d in (Path(env), Path(env) / "mnist"):
-        if all((d / (n + ".gz")).is_file() or (d / n).is_file() for n in MNIST_FILES):
-            return d
-    return None
+_real_mnist_dir = mnist_dir  # conftest: $LAYERWISE_DATA or its mnist/, when all four files are there
 
 
 @pytest.mark.skipif(_real_mnist_dir() is None, reason="real MNIST not available: set LAYERWISE_DATA to its directory")

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from layerwise import nn, pretrain, train
+from layerwise import pretrain, train
 from layerwise.pretrain import RBM, AutoEncoder
 from _lw_helpers import _one_thread, check_gradients, numeric_grad, prototypes, rel_err  # noqa: F401
 

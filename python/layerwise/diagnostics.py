@@ -7,7 +7,6 @@ because the backpropagated gradient shrinks by up to sigmoid'(z) <= 1/4 per laye
 """
 from __future__ import annotations
 
-import numpy as np
 
 from . import nn
 from .nn import array_module
