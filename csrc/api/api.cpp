@@ -127,6 +127,23 @@ void want_same_rows(const lwTensorStruct *xd, const lwTensorStruct *dyd) {
   }
 }
 
+// dy (n, out) and x (n, in) of a weight-gradient call, and the (out, in) matrix
+// (named wname) that receives or takes the gradient: described, one float dtype, chaining.
+void want_weight_grad_chain(const char *wname, lwTensorDescriptor_t dyDesc, const void *dy,
+                            lwTensorDescriptor_t xDesc, const void *x, lwTensorDescriptor_t wDesc,
+                            const void *w, const lwTensorStruct **dyd, const lwTensorStruct **xd,
+                            const lwTensorStruct **wd) {
+  *dyd = tensor("dy", dyDesc, dy);
+  *xd = tensor("x", xDesc, x);
+  *wd = tensor(wname, wDesc, w);
+  if (!w) bad(std::string(wname) + ": data pointer is NULL");
+  want_float("dy", *dyd);
+  same_dtype("x", *xd, "dy", *dyd);
+  same_dtype(wname, *wd, "dy", *dyd);
+  want_same_rows(*xd, *dyd);
+  want_shape(wname, *wd, (*dyd)->cols, (*xd)->cols);
+}
+
 void want_sgd(double lr, double momentum, double weight_decay, int nesterov) {
   want_finite("lr", lr);
   want_finite("momentum", momentum);
@@ -411,15 +428,8 @@ lwStatus_t lwLinearBackwardWeights(lwHandle_t handle, double alpha, lwTensorDesc
                                    lwTensorDescriptor_t dbDesc, void *db) {
   return guarded([&] {
     check_handle(handle);
-    auto *dyd = tensor("dy", dyDesc, dy);
-    auto *xd = tensor("x", xDesc, x);
-    auto *dwd = tensor("dw", dwDesc, dw);
-    if (!dw) bad("dw: data pointer is NULL");
-    want_float("dy", dyd);
-    same_dtype("x", xd, "dy", dyd);
-    same_dtype("dw", dwd, "dy", dyd);
-    want_same_rows(xd, dyd);
-    want_shape("dw", dwd, dyd->cols, xd->cols);
+    const lwTensorStruct *dyd, *xd, *dwd;
+    want_weight_grad_chain("dw", dyDesc, dy, xDesc, x, dwDesc, dw, &dyd, &xd, &dwd);
     if (db || dbDesc) {
       auto *dbd = tensor("db", dbDesc, db);
       if (!db) bad("db: data pointer is NULL but dbDesc is set");
@@ -575,15 +585,8 @@ lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle, lwTensorDescriptor_t dyD
   return guarded([&] {
     check_handle(handle);
     want_sgd(lr, momentum, weight_decay, nesterov);
-    auto *dyd = tensor("dy", dyDesc, dy);
-    auto *xd = tensor("x", xDesc, x);
-    auto *wd = tensor("w", wDesc, w);
-    if (!w) bad("w: data pointer is NULL");
-    want_float("dy", dyd);
-    same_dtype("x", xd, "dy", dyd);
-    same_dtype("w", wd, "dy", dyd);
-    want_same_rows(xd, dyd);
-    want_shape("w", wd, dyd->cols, xd->cols);
+    const lwTensorStruct *dyd, *xd, *wd;
+    want_weight_grad_chain("w", dyDesc, dy, xDesc, x, wDesc, w, &dyd, &xd, &wd);
     if (momentum != 0 && !w_velocity) bad("w_velocity: NULL, but momentum != 0 needs a velocity buffer");
     if (b || bDesc) {
       auto *bd = tensor("b", bDesc, b);
