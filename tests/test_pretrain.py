@@ -73,6 +73,29 @@ def test_greedy_rbm_persistent_and_deterministic(data):
     assert not np.array_equal(other[0].weight.data, runs[0][0].weight.data)
 
 
+def test_greedy_rbm_momentum_switch(data):
+    """final_momentum replaces momentum from epoch momentum_switch on: switching at 0 is the
+    constant final momentum, switching after the last epoch is the constant initial one."""
+    X = data[0]
+
+    def weights(**kw):
+        net = pretrain.greedy_rbm(SIZES, X, epochs_per_layer=3, lr=0.1, seed=2, **kw)[0]
+        return [p.data.copy() for p in net.parameters()]
+
+    def same(a, b):
+        return all(np.array_equal(p, q) for p, q in zip(a, b))
+
+    const_hi, const_lo = weights(momentum=0.9), weights(momentum=0.5)
+    assert same(weights(momentum=0.5, final_momentum=0.9, momentum_switch=0), const_hi)
+    assert same(weights(momentum=0.5, final_momentum=0.9, momentum_switch=3), const_lo)
+    mid = weights(momentum=0.5, final_momentum=0.9, momentum_switch=1)
+    assert not same(mid, const_hi) and not same(mid, const_lo)
+    with pytest.raises(ValueError, match="final_momentum"):
+        pretrain.greedy_rbm(SIZES, X, final_momentum=1.0)
+    with pytest.raises(ValueError, match="momentum_switch"):
+        pretrain.greedy_rbm(SIZES, X, final_momentum=0.9, momentum_switch=-1)
+
+
 def test_autoencoder_pretraining_is_deterministic(data):
     X = data[0]
     a = pretrain.greedy_autoencoder(SIZES, X, epochs_per_layer=2, noise=0.2, tied=True, seed=1)[0]

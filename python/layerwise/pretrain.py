@@ -402,14 +402,18 @@ class RBM(Module):
         return {"type": "RBM", "n_visible": self.n_visible, "n_hidden": self.n_hidden}
 
 
-def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, batch_size=32, k=1, persistent=False,
-               weight_decay=2e-4, seed=0, dtype="float32", device="cpu", init="uniform", progress=None):
+def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_momentum=None, momentum_switch=5,
+               batch_size=32, k=1, persistent=False, weight_decay=2e-4, seed=0, dtype="float32", device="cpu",
+               init="uniform", progress=None):
     """Greedy layer-wise RBM pretraining: a deep belief net whose weights start a sigmoid net.
 
     For hidden layer i: an RBM(sizes[i-1], sizes[i]) is trained with CD-k
     (``persistent=True``: PCD-k) on the codes of layer i-1 for ``epochs_per_layer``
     epochs of minibatch SGD (``lr``, ``momentum``, ``weight_decay`` on the weights,
-    ``batch_size``, shuffled with the seeded Generator). The data should lie in
+    ``batch_size``, shuffled with the seeded Generator). ``final_momentum``: if given,
+    the momentum used from epoch ``momentum_switch`` (0-based) of each layer on -- the
+    0.5 -> 0.9 switch of Hinton's practical guide, which keeps the noisy first
+    epochs stable and speeds up the rest. The data should lie in
     [0, 1] (binary, or probabilities used as such). The next layer's data are the
     hidden *probabilities* p(h|v) (deterministic, less noisy than samples).
 
@@ -420,6 +424,10 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, batch_siz
     sizes = _check_sizes(sizes, X)
     batch_size = train._positive_int("batch_size", batch_size)
     epochs_per_layer = int(epochs_per_layer)
+    if final_momentum is not None and not (0.0 <= final_momentum < 1.0):
+        raise ValueError(f"final_momentum: expected a value in [0, 1) or None, got {final_momentum!r}")
+    if isinstance(momentum_switch, bool) or not isinstance(momentum_switch, (int, np.integer)) or momentum_switch < 0:
+        raise ValueError(f"momentum_switch: expected a non-negative integer epoch, got {momentum_switch!r}")
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
     xp = array_module(codes)
@@ -432,10 +440,11 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, batch_siz
             shuffled = xp.empty_like(codes)
             errs = []
             for epoch in range(epochs_per_layer):
+                mom = momentum if final_momentum is None or epoch < momentum_switch else final_momentum
                 perm = rng.permutation(n)
                 xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
                 for s in range(0, n, batch_size):
-                    rbm.cd_step(shuffled[s:s + batch_size], lr=lr, k=k, momentum=momentum,
+                    rbm.cd_step(shuffled[s:s + batch_size], lr=lr, k=k, momentum=mom,
                                 weight_decay=weight_decay, persistent=persistent)
                 errs.append(rbm.reconstruction_error(codes))
                 if bar is not None:
