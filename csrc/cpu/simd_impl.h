@@ -36,21 +36,27 @@ void run_parallel(int nt, const F &f) {
 
 // Work items [0, count) claimed `chunk` at a time by whichever thread is free,
 // so a thread the OS delays (shared machine) does not hold up the others.
+// body(i, t) also gets the pool thread t in [0, nt) running it (per-thread buffers).
 template <class F>
-void parallel_chunks(int nt, int64_t count, int64_t chunk, const F &body) {
+void parallel_chunks_t(int nt, int64_t count, int64_t chunk, const F &body) {
   int64_t next = 0;
-  run_parallel(nt, [&](int, int) {
+  run_parallel(nt, [&](int t, int) {
     for (;;) {
       const int64_t b = __atomic_fetch_add(&next, chunk, __ATOMIC_RELAXED);
       if (b >= count) break;
       const int64_t e = b + chunk < count ? b + chunk : count;
-      for (int64_t i = b; i < e; ++i) body(i);
+      for (int64_t i = b; i < e; ++i) body(i, t);
     }
   });
 }
+template <class F>
+void parallel_chunks(int nt, int64_t count, int64_t chunk, const F &body) {
+  parallel_chunks_t(nt, count, chunk, [&](int64_t i, int) { body(i); });
+}
 
-// Per-thread scratch that survives between calls (OpenMP keeps its pool), so
-// packing buffers cost no page faults after the first call.
+// Per-thread scratch that survives between calls, so packing buffers cost no
+// page faults after the first call. get() returns nullptr when the allocation
+// fails (and forgets the old buffer); callers check before any work starts.
 struct Scratch {
   void *p = nullptr;
   size_t n = 0;
@@ -58,13 +64,13 @@ struct Scratch {
   void *get(size_t bytes) {
     if (bytes > n) {
       std::free(p);
-      n = (bytes + 4095) & ~(size_t)4095;
-      p = std::aligned_alloc(64, n);
+      const size_t want = (bytes + 4095) & ~(size_t)4095;
+      p = std::aligned_alloc(64, want);
+      n = p ? want : 0;
     }
     return p;
   }
 };
-thread_local Scratch tl_abuf, tl_bbuf;
 
 template <class T>
 struct Ep {
@@ -249,7 +255,8 @@ void pack_b(bool tb, const typename X::T *B, int64_t ldb, int64_t p0, int64_t j0
 // L2) per pc and runs the GotoBLAS inner loops over it: ic (MC rows of packed
 // A, L2) -> jr (NR, B micro-panel in L1) -> ir (MR). Dynamic tasks keep both
 // cores busy when one of them is shared with another process, and scale past 2.
-thread_local Scratch tl_apack;
+// Both live on the calling thread: pool threads get slices of tl_bpack.
+thread_local Scratch tl_apack, tl_bpack;
 
 inline int64_t round_up(int64_t a, int64_t b) { return cdiv(a, b) * b; }
 
@@ -261,8 +268,9 @@ inline int gemm_threads(int64_t M, int64_t N, int64_t K, int nthreads) {
   return (int)imax(1, imin(nthreads, t));
 }
 
+// Returns false, before touching C, when a packing buffer cannot be allocated.
 template <class X>
-void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typename X::T *A,
+bool gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typename X::T *A,
                  int64_t lda, const typename X::T *B, int64_t ldb, typename X::T *C, int64_t ldc,
                  const typename X::T *bias, const Ep<typename X::T> &ep, int nthreads,
                  double *rsum = nullptr) {
@@ -273,8 +281,20 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typena
   const int64_t mpan = cdiv(M, MR), Mp = mpan * MR;
   int nt = gemm_threads(M, N, K, nthreads);
 
-  // Phase 1: op(A) -> apack; block pc at apack + Mp * pc, panel ip at + ip * MR * kc.
+  // Phase 2's task shape: MT x NCH, at least ~3 tasks per thread when the shape allows.
+  int64_t NCH = imin(round_up(N, NR), 256), MT = imin(Mp, 8 * X::MC);
+  while (cdiv(M, MT) * cdiv(N, NCH) < 3 * nt && NCH > 2 * NR) NCH = round_up(NCH / 2, NR);
+  while (cdiv(M, MT) * cdiv(N, NCH) < 3 * nt && MT > X::MC) MT = round_up(MT / 2, MR);
+  const int64_t mtasks = cdiv(M, MT), tasks = mtasks * cdiv(N, NCH);
+  const int nt2 = (int)imin(nt, tasks);
+
+  // Every buffer is allocated here, on the calling thread, so a failure leaves C untouched.
+  const int64_t bstride = round_up(round_up(NCH, NR) * kcb, 16);  // one B block per thread
   T *apack = static_cast<T *>(tl_apack.get(sizeof(T) * Mp * K));
+  T *bpack = static_cast<T *>(tl_bpack.get(sizeof(T) * bstride * nt2));
+  if (!apack || !bpack) return false;
+
+  // Phase 1: op(A) -> apack; block pc at apack + Mp * pc, panel ip at + ip * MR * kc.
   parallel_chunks((int)imin(nt, mpan), mpan, imax(1, mpan / (4 * nt)), [&](int64_t ip) {
     const int64_t i0 = ip * MR;
     for (int64_t pc = 0; pc < K; pc += kcb) {
@@ -284,16 +304,11 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typena
     }
   });
 
-  // Phase 2: tasks of MT x NCH, at least ~3 per thread when the shape allows.
-  int64_t NCH = imin(round_up(N, NR), 256), MT = imin(Mp, 8 * X::MC);
-  while (cdiv(M, MT) * cdiv(N, NCH) < 3 * nt && NCH > 2 * NR) NCH = round_up(NCH / 2, NR);
-  while (cdiv(M, MT) * cdiv(N, NCH) < 3 * nt && MT > X::MC) MT = round_up(MT / 2, MR);
-  const int64_t mtasks = cdiv(M, MT), tasks = mtasks * cdiv(N, NCH);
-  nt = (int)imin(nt, tasks);
-  parallel_chunks(nt, tasks, 1, [&](int64_t t) {
+  // Phase 2: the MT x NCH tasks; each thread packs B blocks into its own slice.
+  parallel_chunks_t(nt2, tasks, 1, [&](int64_t t, int tid) {
     const int64_t i0 = t % mtasks * MT, j0 = t / mtasks * NCH;
     const int64_t i1 = imin(M, i0 + MT), nch = imin(NCH, N - j0);
-    T *bbuf = static_cast<T *>(tl_bbuf.get(sizeof(T) * round_up(nch, NR) * kcb));
+    T *bbuf = bpack + bstride * tid;
     for (int64_t pc = 0; pc < K; pc += kcb) {
       const int64_t kc = imin(kcb, K - pc);
       const bool first = pc == 0, last = pc + kc == K;
@@ -312,6 +327,7 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typena
       }
     }
   });
+  return true;
 }
 
 // ---- unpacked paths for small batches ----------------------------------------------
@@ -464,11 +480,18 @@ bool gemm_entry(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typenam
       return false;
     }
     Ep<T> ep1{T(1), T(0), act};
-    gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, S, N, bias, ep1, nthreads, rs);
-    blend_into<X>(M, N, S, C, ldc, (T)alpha, (T)beta);
+    const bool ok = gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, S, N, bias, ep1, nthreads, rs);
+    if (ok) blend_into<X>(M, N, S, C, ldc, (T)alpha, (T)beta);
     std::free(S);
-  } else {
-    gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads, rs);
+    if (!ok) {
+      std::free(rs);
+      *rowsum_done = false;
+      return false;
+    }
+  } else if (!gemm_packed<X>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias, ep, nthreads, rs)) {
+    std::free(rs);
+    *rowsum_done = false;
+    return false;
   }
   if (rs) {
     for (int64_t i = 0; i < M; ++i)
