@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU kernel threads (default: all cores; on a machine busy with other jobs, "
                         "fewer threads than cores can be faster)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (by default they are drawn when stderr is a terminal)")
     b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     return parser
 
@@ -74,8 +75,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = args.out if args.out is not None else f"results/bengio2006-{args.preset}"
         try:
             bengio2006.run(args.preset, data=args.data, device=args.device, out=out, seed=args.seed,
-                           rows=args.rows, progress=not args.no_progress, plots=not args.no_plots,
-                           threads=args.threads)
+                           rows=args.rows, progress=False if args.no_progress else None,
+                           plots=not args.no_plots, threads=args.threads)
         except DatasetNotFoundError as e:
             print(f"layerwise: error: {e}", file=sys.stderr)
             return 2

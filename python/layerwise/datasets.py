@@ -331,7 +331,7 @@ def _urlopen(url: str, timeout: float):
     return urllib.request.urlopen(url, timeout=timeout)
 
 
-def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
+def _fetch(url: str, dest: Path, progress: Optional[bool], timeout: float) -> None:
     """Stream ``url`` into ``dest`` with a tqdm progress bar."""
     from tqdm.auto import tqdm
 
@@ -342,7 +342,7 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
             unit="B",
             unit_scale=True,
             desc=dest.name.split(".part")[0],
-            disable=not progress,
+            disable=None if progress is None else not progress,  # None: only on a terminal
             leave=False,
         ) as bar:
             for chunk in iter(lambda: resp.read(1 << 16), b""):
