@@ -198,6 +198,45 @@ def test_cd_k_agrees_with_exact_gradient_for_large_k():
     assert rel_err(-rbm.weight.grad, dW) < 0.1
 
 
+def test_cd1_mean_field_reconstruction_matches_numpy():
+    """sample_visible=False: the negative phase uses p(v|h1) itself, so given the one
+    hidden sample (reproducible from the RBM's seed and counter) CD-1 is a closed form."""
+    from layerwise import ops
+    rbm, V = tiny_rbm()
+    W, b, c = rbm.weight.data.copy(), rbm.visible_bias.data.copy(), rbm.hidden_bias.data.copy()
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    ph0 = sig(V @ W.T + c)
+    h1 = ops.bernoulli(ph0, seed=rbm.seed, offset=rbm.offset)
+    pv1 = sig(h1 @ W + b)
+    ph1 = sig(pv1 @ W.T + c)
+    recon = rbm.cd_gradient(V, k=1, sample_visible=False)
+    n = len(V)
+    np.testing.assert_allclose(rbm.weight.grad, (ph1.T @ pv1 - ph0.T @ V) / n, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(rbm.visible_bias.grad, (pv1 - V).sum(0) / n, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(rbm.hidden_bias.grad, (ph1 - ph0).sum(0) / n, rtol=1e-12, atol=1e-14)
+    assert recon == pytest.approx(((pv1 - V) ** 2).sum() / n, rel=1e-12)
+    assert rbm.offset == h1.size  # only the hidden layer was sampled
+
+
+def test_cd_k_mean_field_still_estimates_the_gradient():
+    rbm, V = tiny_rbm()
+    dW, _, _ = exact_gradient(rbm, V)
+    rbm.cd_gradient(np.repeat(V, 2000, axis=0), k=50, sample_visible=False)
+    big = np.abs(dW) > 0.05
+    assert np.all(np.sign(-rbm.weight.grad[big]) == np.sign(dW[big]))
+
+
+def test_greedy_rbm_mean_field(data):
+    X = data[0]
+    net, info = pretrain.greedy_rbm(SIZES, X, epochs_per_layer=10, lr=0.3, momentum=0.5,
+                                    sample_visible=False, seed=3)
+    errs = info["reconstruction_error"][0]
+    assert errs[-1] < 0.8 * errs[0]
+    sampled = pretrain.greedy_rbm(SIZES, X, epochs_per_layer=10, lr=0.3, momentum=0.5, seed=3)[0]
+    assert not np.array_equal(net[0].weight.data, sampled[0].weight.data)
+    assert finetune(net, data) < 10.0
+
+
 def test_rbm_bad_arguments(data):
     rbm = RBM(4, 3)
     with pytest.raises(ValueError, match="k"):

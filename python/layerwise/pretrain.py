@@ -323,15 +323,17 @@ class RBM(Module):
         return float((-self.free_energy(v)).mean()) - log_z
 
     # -- contrastive divergence --
-    def cd_gradient(self, v0, *, k=1, persistent=False) -> float:
+    def cd_gradient(self, v0, *, k=1, persistent=False, sample_visible=True) -> float:
         """Writes the CD-k (or PCD-k) estimate of -d(mean log p(v0))/d(theta) into the
         parameters' ``.grad`` (a descent direction, for an SGD step); returns the batch's
         reconstruction error ||v0 - p(v | h1)||^2 (row mean) from the first Gibbs step.
 
         Positive phase: p(h|v0). Negative phase: a Gibbs chain h -> v -> h, k times,
         started from the data (CD) or from the persistent fantasy particles (PCD);
-        hidden states are sampled, visible states are sampled, and the statistics
-        use the last visible sample with its hidden *probabilities* (less noise)."""
+        hidden states are sampled, visible states are sampled (``sample_visible=False``:
+        the visible *probabilities* are used instead, the mean-field reconstruction of
+        Hinton's practical guide, section 3.2, which removes that sampling noise), and
+        the statistics use the last visible state with its hidden *probabilities*."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k: expected a positive integer, got {k!r}")
         n, xp, B = v0.shape[0], array_module(v0), self._buf
@@ -357,7 +359,7 @@ class RBM(Module):
             if step == 0 and not persistent:
                 d = pv - v0
                 recon = float((d * d).sum()) / n
-            self.sample(pv, out=v)
+            v = self.sample(pv, out=v) if sample_visible else pv
             self.hidden_probs(v, out=ph)
             if step < k - 1:
                 self.sample(ph, out=h)
@@ -376,11 +378,12 @@ class RBM(Module):
             p.grad *= 1.0 / n
         return recon
 
-    def cd_step(self, v0, *, lr, k=1, momentum=0.0, weight_decay=0.0, persistent=False) -> float:
+    def cd_step(self, v0, *, lr, k=1, momentum=0.0, weight_decay=0.0, persistent=False,
+                sample_visible=True) -> float:
         """One CD-k (PCD-k) SGD update on the batch v0 (rows in [0, 1]); returns the
         batch's reconstruction error (see ``cd_gradient``). ``weight_decay`` (L2) applies
         to the weights only, as is customary, not to the biases."""
-        recon = self.cd_gradient(v0, k=k, persistent=persistent)
+        recon = self.cd_gradient(v0, k=k, persistent=persistent, sample_visible=sample_visible)
         for i, p in enumerate(self.parameters()):
             vel = None
             if momentum:
@@ -403,8 +406,8 @@ class RBM(Module):
 
 
 def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_momentum=None, momentum_switch=5,
-               batch_size=32, k=1, persistent=False, weight_decay=2e-4, seed=0, dtype="float32", device="cpu",
-               init="uniform", progress=None):
+               batch_size=32, k=1, persistent=False, sample_visible=True, weight_decay=2e-4, seed=0,
+               dtype="float32", device="cpu", init="uniform", progress=None):
     """Greedy layer-wise RBM pretraining: a deep belief net whose weights start a sigmoid net.
 
     For hidden layer i: an RBM(sizes[i-1], sizes[i]) is trained with CD-k
@@ -413,7 +416,8 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
     ``batch_size``, shuffled with the seeded Generator). ``final_momentum``: if given,
     the momentum used from epoch ``momentum_switch`` (0-based) of each layer on -- the
     0.5 -> 0.9 switch of Hinton's practical guide, which keeps the noisy first
-    epochs stable and speeds up the rest. The data should lie in
+    epochs stable and speeds up the rest. ``sample_visible``: see ``RBM.cd_gradient``
+    (False: mean-field reconstructions in the negative phase). The data should lie in
     [0, 1] (binary, or probabilities used as such). The next layer's data are the
     hidden *probabilities* p(h|v) (deterministic, less noisy than samples).
 
@@ -445,7 +449,8 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
                 xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
                 for s in range(0, n, batch_size):
                     rbm.cd_step(shuffled[s:s + batch_size], lr=lr, k=k, momentum=mom,
-                                weight_decay=weight_decay, persistent=persistent)
+                                weight_decay=weight_decay, persistent=persistent,
+                                sample_visible=sample_visible)
                 errs.append(rbm.reconstruction_error(codes))
                 if bar is not None:
                     bar.set_postfix({"layer": i, "recon": f"{errs[-1]:.4g}"})
