@@ -180,7 +180,17 @@ PRESETS: Dict[str, Preset] = {
     #   0.1, batch 100, momentum 0.5 -> 0.9, 30 epochs; 1.46%);
     #   RBM lr 0.1 for 20 epochs with fine-tuning lr 0.05 / decay 0.95 (1.46%);
     #   fine-tuning decay 0.95 (1.41%) or lr 0.05 / decay 0.95 (1.43%);
-    #   1000-unit layers with decay 0.95 (1.42%).
+    #   1000-unit layers with decay 0.95 (1.42%); mean-field reconstructions in
+    #   the RBMs' negative phase (sample_visible=False, 30 epochs; 1.42%).
+    #   Fine-tuning variants on the same pretrained nets, DBN / autoencoder valid:
+    #   batch 10 at lr 0.02 (same rate per example, 3x the time) 1.34 / 1.37;
+    #   lr 0.05, decay 0.97 1.36 / 1.40; momentum 0.5, decay 0.97 (a 5x smaller
+    #   step) 1.59 / 1.67; weight decay 1e-4 1.55 / 1.58; another shuffling seed
+    #   1.36 / 1.39. None beats the chosen setting by more than the noise.
+    #   Seed spread of the chosen settings (reported, not used for selection;
+    #   seeds 0 / 1 / 2 of pretraining and fine-tuning, valid -> test %):
+    #   DBN 1.36 -> 1.42, 1.38 -> 1.37, 1.37 -> 1.43 (test mean 1.41);
+    #   autoencoder 1.38 -> 1.69, 1.56 -> 1.55, 1.49 -> 1.56 (test mean 1.60).
     #   Glorot initialisation lowers the un-pretrained deep net to 1.92% valid,
     #   but the comparison keeps the classic uniform init the paper used.
     "full": Preset(
