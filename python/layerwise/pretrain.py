@@ -344,7 +344,7 @@ class RBM(Module):
         ph0 = self.hidden_probs(v0, out=B.get(("ph0", n), v0, (n, self.n_hidden)))
         h = B.get(("h", n), v0, (n, self.n_hidden))
         pv = B.get(("pv", n), v0, (n, self.n_visible))
-        v = B.get(("v", n), v0, (n, self.n_visible))
+        v = B.get(("v", n), v0, (n, self.n_visible)) if sample_visible else None  # mean field: v is pv
         ph = B.get(("ph", n), v0, (n, self.n_hidden))
         if persistent:
             if self._chain is None or self._chain.shape[0] < n or self._chain.dtype != v0.dtype:
