@@ -187,12 +187,35 @@ PRESETS: Dict[str, Preset] = {
     #   lr 0.05, decay 0.97 1.36 / 1.40; momentum 0.5, decay 0.97 (a 5x smaller
     #   step) 1.59 / 1.67; weight decay 1e-4 1.55 / 1.58; another shuffling seed
     #   1.36 / 1.39. None beats the chosen setting by more than the noise.
-    #   Seed spread of the chosen settings (reported, not used for selection;
+    #   Seed spread of the settings above (reported, not used for selection;
     #   seeds 0 / 1 / 2 of pretraining and fine-tuning, valid -> test %):
     #   DBN 1.36 -> 1.42, 1.38 -> 1.37, 1.37 -> 1.43 (test mean 1.41);
     #   autoencoder 1.38 -> 1.69, 1.56 -> 1.55, 1.49 -> 1.56 (test mean 1.60).
     #   Glorot initialisation lowers the un-pretrained deep net to 1.92% valid,
     #   but the comparison keeps the classic uniform init the paper used.
+    # Second round, fine-tuning noise (benchmarks/sweep_bengio2006.py does this
+    # kind of sweep: pretrained stacks cached, fine-tuning varied). The noise of
+    # an SGD step grows with lr / (batch (1 - momentum)); the settings above have
+    # 0.1 / (50 * 0.1) = 0.02. Pretrained nets fine-tune better with ~5x more:
+    # valid % (same pretrained nets, seed 0; lr_decay 0.93 unless given)
+    #                      b50 lr.1  b20 lr.1  b10 lr.1  b50 lr.2  b20 lr.2  b10 lr.2  b50 lr.5
+    #   DBN                  1.37      1.26      1.17      1.28      1.11      1.12      1.13
+    #   autoencoder          1.38      1.29      1.19      1.34      1.27      1.47      1.24
+    #   supervised           1.75        -         -         -       1.70        -       1.65
+    #   shallow              1.78        -         -         -       3.37        -       4.33
+    #   deep, no pretrain    2.22        -         -         -      89.1         -      89.1
+    # while the nets without pretraining degrade or diverge at those rates, so
+    # they keep the first-round setting. DBN around b20 lr .2: lr_decay 0.95
+    # 1.10 <- used; lr 0.3 1.14; weight decay 1e-5 1.13; a 5-epoch warm-up of
+    # the output layer 1.17 (b50 lr .5 + warm-up 1.17, decay 0.9 1.16); RBMs
+    # with 15 or 60 epochs per layer 1.23 / 1.27; 500-500-1000 units 1.12 (b50
+    # lr .5: 1.15) at 1.6x the cost. Autoencoder: b10 lr .1 1.19 <- used; a
+    # warm-up was worse (1.52), and so were autoencoders pretrained with plain
+    # SGD lr 0.2, batch 10 (15 / 30 epochs: 1.48 / 1.53 at the first-round
+    # fine-tuning), although their features were better for a linear probe:
+    # probes of one pretrained layer did not predict fine-tuned errors.
+    # Supervised: b50 lr .5 1.65 <- used. The minimum of ~20 validation scores
+    # is biased low, so the test error is the number to quote.
     "full": Preset(
         name="full",
         description="the paper's setup: 50k/10k/10k, 784-500-500-500-10 (shallow: 784-500-10), <= 45 min target",
@@ -202,6 +225,11 @@ PRESETS: Dict[str, Preset] = {
         pretrain=_pre(supervised=dict(epochs_per_layer=10),
                       autoencoder=dict(epochs_per_layer=40, lr=0.01, noise=0.25),
                       rbm=dict(epochs_per_layer=30)),
+        overrides={
+            "deep_supervised_pretraining": {"lr": 0.5},
+            "deep_autoencoder_pretraining": {"batch_size": 10},
+            "dbn": {"lr": 0.2, "batch_size": 20, "lr_decay": 0.95},
+        },
         notes="hyperparameters selected on the validation set at full scale (see the code comment)",
     ),
 }
