@@ -236,3 +236,21 @@ def test_save_all_writes_pngs(tmp_path):
     assert set(written) == {"bars", "learning_curves", "filters", "gradient_norms"}
     for path in written.values():
         assert Path(path).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_readme_full_table_matches_the_committed_run():
+    """The README's measured table quotes benchmarks/bengio2006-full/results.json, row for row."""
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / "benchmarks" / "bengio2006-full" / "results.json").read_text())
+    assert res["preset"] == "full" and [r["name"] for r in res["rows"]] == ROWS
+    section = (root / "README.md").read_text().split("### Measured: the `full` preset", 1)[1]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| ") and "%" not in ln and "---" not in ln]
+    table = lines[:len(ROWS)]
+    assert len(table) == len(ROWS)
+    for line, row in zip(table, res["rows"]):
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        train_err, valid_err, test_err, paper_test = (float(c) for c in cells[1:5])
+        assert (train_err, valid_err, test_err) == (round(row["train_error"], 2), round(row["valid_error"], 2),
+                                                    round(row["test_error"], 2)), row["name"]
+        assert paper_test == bengio2006.PAPER[row["name"]][2]
+        assert cells[5] == f"{row['seconds']:.0f} s"
