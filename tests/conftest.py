@@ -32,6 +32,13 @@ def rng():
     return np.random.default_rng(12345)
 
 
+def cpu_has(isa):
+    """Whether this CPU can run the kernels of one ISA ("generic", "avx2", "avx512")."""
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    need = {"generic": [], "avx2": ["avx2", "fma"], "avx512": ["avx512f", "avx512vl", "avx512bw", "avx512dq"]}
+    return all(f" {f}" in flags for f in need[isa])
+
+
 def mnist_dir():
     """The directory holding the four MNIST files ($LAYERWISE_DATA or its mnist/), or None."""
     from layerwise.datasets import MNIST_FILES

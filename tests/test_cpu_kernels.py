@@ -25,6 +25,8 @@ import pytest
 import layerwise
 from layerwise import ops, _core
 
+from conftest import cpu_has
+
 ACTS = ("identity", "sigmoid", "tanh", "relu", "threshold")
 EDGE = (1, 2, 7, 15, 17, 31, 33, 63, 65, 129)
 
@@ -176,9 +178,12 @@ def check_elementwise(dtype):
     fails = []
     rng = np.random.default_rng(2)
     f32 = dtype == np.float32
+    # atol: float32 1 / (1 + exp(-x)) is 0 once exp(-x) overflows (x < -88.7), where
+    # the exact value is a denormal below 1.2e-38; the exact-zero checks below pin
+    # what must hold there
     rtol, atol = (1e-6, 1e-37) if f32 else (1e-12, 1e-300)
     special = np.array(SPECIAL + [-v for v in SPECIAL], dtype)
-    grid = np.linspace(-90, 90, 200003).astype(dtype)
+    grid = np.linspace(-110, 110, 200003).astype(dtype)
     dense = np.concatenate([special, grid, rng.standard_normal(1000).astype(dtype) * 3])
     for n_cols in (1, 7, 15, 16, 17, 33, 1000):
         rows = (dense.size + n_cols - 1) // n_cols
@@ -216,6 +221,22 @@ def check_elementwise(dtype):
             out = np.full(x.shape, np.nan, dtype)
             core_activation_forward(x, "tanh", 1.0, 0.0, out)
             check_close(fails, "act fwd beta=0 NaN out", out, np.tanh(X), rtol * np.abs(np.tanh(X)) + atol)
+    # where the correctly rounded result is 0 or +-1 (far outside exp's range in
+    # float32), exactly that, not a saturated exp's tiny value
+    far = np.array([[-1e30, -1000.0, -200.0, -105.0, 20.0, 105.0, 1000.0, np.inf, -np.inf]], dtype)
+    for act in ("sigmoid", "tanh"):
+        want = act_ref(act, far.astype(np.float64)).astype(dtype)
+        exact = np.isin(want, [0.0, 1.0, -1.0])
+        y = ops.activation_forward(far, act)
+        if not np.array_equal(y[exact], want[exact]):
+            fails.append(f"{act} far from 0: got {y[exact].tolist()} want {want[exact].tolist()}")
+    for gap in (105.0, 200.0, 1000.0, 1e30):
+        x = np.array([[0.0, -gap, 0.0]], dtype)
+        want = np.exp(x.astype(np.float64)) / np.exp(x.astype(np.float64)).sum()
+        want = want.astype(dtype)
+        p = ops.softmax(x)
+        if (want[0, 1] == 0.0 and p[0, 1] != 0.0) or p[0, 0] != 0.5 or p[0, 2] != 0.5:
+            fails.append(f"softmax gap {gap}: got {p[0].tolist()} want {want[0].tolist()}")
     # softmax, incl. row-strided, 1 column and large logits
     for cols in (1, 5, 16, 17, 1000):
         x = strided(rng, 37, cols, dtype) * 30
@@ -324,18 +345,12 @@ def _child(isa, group):
     sys.exit(1 if fails else 0)
 
 
-def _cpu_has(isa):
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    need = {"generic": [], "avx2": ["avx2", "fma"], "avx512": ["avx512f", "avx512vl", "avx512bw", "avx512dq"]}
-    return all(f" {f}" in flags for f in need[isa])
-
-
 @pytest.mark.parametrize("group", sorted(GROUPS))
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 def test_kernels_per_isa(isa, group):
     if isa not in layerwise.backend_info()["isas_compiled"]:
         pytest.skip(f"{isa} not compiled in")
-    if not _cpu_has(isa):
+    if not cpu_has(isa):
         pytest.skip(f"CPU lacks {isa}")
     env = dict(os.environ, LAYERWISE_ISA=isa)
     here = os.path.dirname(os.path.abspath(__file__))

@@ -51,11 +51,13 @@ struct F256 {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
-  // As the AVX-512 exp (degree-7 Taylor on |r| <= 0.347, ~2 ulp), but 2^n is built
-  // in the exponent field, so x is clamped to [-87.3, 88.3] (n in [-126, 127]):
-  // results below ~1e-38 or above ~2e38 saturate there instead of going to 0/inf.
+  // As the AVX-512 exp (degree-7 Taylor on |r| <= 0.347, ~2 ulp). AVX2 has no
+  // scalef, so 2^n is applied as 2^n1 * 2^n2 (n1 = n >> 1, n2 = n - n1, both
+  // normal floats built in the exponent field for n in [-150, 128]): the first
+  // product is exact and the second rounds once, which gives gradual underflow
+  // to 0 and overflow to inf like scalef. x is clamped to [-104, 89] first.
   static V exp(V x) {
-    x = _mm256_max_ps(_mm256_set1_ps(-87.3f), _mm256_min_ps(_mm256_set1_ps(88.3f), x));
+    x = _mm256_max_ps(_mm256_set1_ps(-104.0f), _mm256_min_ps(_mm256_set1_ps(89.0f), x));
     const V n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -68,9 +70,13 @@ struct F256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const V s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const V s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     // NaN: cvtps_epi32 gives garbage, but p is NaN already and NaN * s stays NaN.
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   }
   static V sigmoid(V x) {
     const V one = _mm256_set1_ps(1.0f);
