@@ -58,15 +58,98 @@ def _as_data(X, dtype, device):
     return array_module(X).ascontiguousarray(X, dtype=dtype)
 
 
+def _seed(seed):
+    from .checks import integer
+
+    return integer("seed", seed, low=0)
+
+
 def _sub_seed(rng):
     """A seed for a counter-based sampler, drawn from the run's Generator (deterministic)."""
     return int(rng.integers(0, 2**62))
 
 
+# ---- checkpoints of a greedy run ---------------------------------------------------------------
+class _GreedyCheckpoint:
+    """Checkpoint bookkeeping shared by the greedy_* functions.
+
+    The file (layerwise.checkpoint) has an "outer" section: the strategy, the sizes, the
+    layer in progress (1-based; len(sizes) - 1 when finished), the Generator state at the
+    start of that layer, the finished layers' parameters and per-layer records. The layer
+    in progress adds its own section: "fit" (written by train.fit) or "rbm". Resuming
+    rebuilds the finished layers from the file, replays the Generator from the layer's
+    start (so the layer's modules are constructed exactly as before) and lets the inner
+    loop continue from its section."""
+
+    def __init__(self, kind, sizes, path, every, resume):
+        from . import checkpoint as ckpt
+
+        self.kind, self.sizes, self.path = kind, list(sizes), path
+        self.every = ckpt.parse_every(every)
+        if resume and path is None:
+            raise ValueError("resume: needs checkpoint=PATH to resume from")
+        self.arrays, self.meta, self.inner = {}, None, {}
+        if resume and ckpt.exists(path):
+            arrays, meta = ckpt.read(path)
+            outer = meta.get("outer")
+            if outer is None or outer.get("kind") != kind or outer.get("sizes") != self.sizes:
+                raise ValueError(f"checkpoint: {path} is not a checkpoint of greedy_{kind} with sizes {self.sizes}")
+            self.arrays, self.meta = arrays, outer
+            self.inner = {k: v for k, v in meta.items() if k not in ("outer", "format")}
+
+    @property
+    def first_layer(self):
+        return self.meta["layer"] if self.meta is not None else 1
+
+    @property
+    def finished(self):
+        return self.meta is not None and self.meta["finished"]
+
+    def resuming(self, layer, section):
+        """Whether layer ``layer`` continues from a saved inner section ("fit" or "rbm")."""
+        return self.meta is not None and layer == self.meta["layer"] and self.inner.get(section) is not None
+
+    def saved_params(self, module, name):
+        from . import checkpoint as ckpt
+
+        ckpt.load_params(module.parameters(), ckpt.subset(self.arrays, f"outer/{name}/"), what=name)
+        return module
+
+    def outer(self, layer, rng, done, records, extra=None, finished=False):
+        """(arrays, meta) of the outer section: ``done`` are the finished layers' modules,
+        ``extra`` more named modules (e.g. the final head)."""
+        from . import checkpoint as ckpt
+
+        arrays = {}
+        named = [(f"done/{j}", m) for j, m in enumerate(done)] + list((extra or {}).items())
+        for name, m in named:
+            arrays.update(ckpt.prefixed(ckpt.param_arrays(m.parameters()), f"outer/{name}/"))
+        meta = {"kind": self.kind, "sizes": self.sizes, "layer": layer, "rng": ckpt.rng_state(rng),
+                "finished": finished, **records}
+        return arrays, meta
+
+    def write(self, outer, inner_arrays=None, inner_meta=None):
+        from . import checkpoint as ckpt
+
+        if self.path is None:
+            return
+        arrays = dict(outer[0])
+        arrays.update(inner_arrays or {})
+        ckpt.write(self.path, arrays, {"outer": outer[1], **(inner_meta or {})})
+
+
+def _histories(records):
+    return [train.History(**h) for h in records]
+
+
+def _history_records(histories):
+    return [train._plain(h.to_dict()) for h in histories]
+
+
 # ---- idea #2: greedy supervised -------------------------------------------------------------
 def greedy_supervised(sizes, X, y, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32,
                       weight_decay=0.0, activation="sigmoid", init="uniform", seed=0, dtype="float32",
-                      device="cpu", progress=None):
+                      device="cpu", progress=None, checkpoint=None, checkpoint_every="epoch", resume=False):
     """Greedy supervised layer-wise training (idea #2).
 
     For hidden layer i = 1..L: a new Linear(sizes[i-1], sizes[i], activation) with a
@@ -75,23 +158,50 @@ def greedy_supervised(sizes, X, y, *, epochs_per_layer=5, lr=0.1, momentum=0.9, 
     (SGD with ``lr``, ``momentum``, ``weight_decay``, minibatches of ``batch_size``);
     then layer i is frozen and its codes feed layer i+1.
 
+    checkpoint, checkpoint_every, resume: as in ``train.fit``; the file also records the
+    layer in progress and the finished layers, so a resumed run continues inside the
+    layer where it stopped and ends bitwise equal to an uninterrupted one.
+
     Returns (net, info): net = all hidden layers + the *last* temporary output layer
     (already trained on the top codes, so fine-tuning starts from a working
     classifier); info = {"histories": [train.History per layer]}."""
     sizes = _check_sizes(sizes, X)
+    seed = _seed(seed)
+    ck = _GreedyCheckpoint("supervised", sizes, checkpoint, checkpoint_every, resume)
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
     hidden, histories, head = [], [], None
-    for i in range(1, len(sizes) - 1):
-        layer = Linear(sizes[i - 1], sizes[i], activation=activation, init=init, dtype=dtype, device=device,
-                       rng=rng)
-        head = Linear(sizes[i], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+
+    def linear(i, o, act, r):
+        return Linear(i, o, activation=act, init=init, dtype=dtype, device=device, rng=r)
+
+    if ck.meta is not None:  # rebuild the finished layers; replay the Generator from the layer's start
+        from . import checkpoint as ckpt
+
+        histories = _histories(ck.meta["histories"])
+        for j in range(ck.first_layer - 1):
+            hidden.append(ck.saved_params(linear(sizes[j], sizes[j + 1], activation, 0), f"done/{j}"))
+            codes = hidden[-1].forward(codes, train=False)
+        ckpt.set_rng_state(rng, ck.meta["rng"])
+        if ck.finished:
+            head = ck.saved_params(linear(sizes[-2], sizes[-1], "identity", 0), "head")
+            return Sequential(*hidden, head), {"histories": histories}
+    for i in range(ck.first_layer, len(sizes) - 1):
+        outer = ck.outer(i, rng, hidden, {"histories": _history_records(histories)})
+        resuming = ck.resuming(i, "fit")
+        if not resuming:
+            ck.write(outer)  # the layer starts: no stale inner section from the previous one
+        layer = linear(sizes[i - 1], sizes[i], activation, rng)
+        head = linear(sizes[i], sizes[-1], "identity", rng)
         hist = train.fit(Sequential(layer, head), codes, y, loss="softmax_cross_entropy", lr=lr,
                          momentum=momentum, weight_decay=weight_decay, epochs=epochs_per_layer,
-                         batch_size=batch_size, seed=_sub_seed(rng), progress=progress)
+                         batch_size=batch_size, seed=_sub_seed(rng), progress=progress,
+                         checkpoint=checkpoint, checkpoint_every=ck.every, resume=resuming, _outer=outer)
         histories.append(hist)
         hidden.append(layer)
         codes = layer.forward(codes, train=False)  # the frozen layer's codes: the next layer's data
+    ck.write(ck.outer(len(sizes) - 1, rng, hidden, {"histories": _history_records(histories)},
+                      extra={"head": head}, finished=True))
     return Sequential(*hidden, head), {"histories": histories}
 
 
@@ -201,7 +311,8 @@ class AutoEncoder(Module):
 
 def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32, loss="quadratic",
                        tied=False, noise=0.0, weight_decay=0.0, activation="sigmoid", init="uniform", seed=0,
-                       dtype="float32", device="cpu", progress=None):
+                       dtype="float32", device="cpu", progress=None, checkpoint=None, checkpoint_every="epoch",
+                       resume=False):
     """Greedy layer-wise autoencoder pretraining (idea #3), unsupervised.
 
     For hidden layer i: an AutoEncoder(sizes[i-1], sizes[i]) with sigmoid (``activation``)
@@ -212,29 +323,57 @@ def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, ba
     ``tied``: decoder weights W^T; ``noise``: masking-noise fraction (denoising AE).
     The encoder becomes hidden layer i; the decoder is dropped.
 
+    checkpoint, checkpoint_every, resume: as in ``greedy_supervised``.
+
     Returns (net, info): net = the encoders + a fresh output layer
     Linear(sizes[-2], sizes[-1]) (logits); info = {"histories": [History per layer]
     (train_loss = reconstruction loss per epoch), "reconstruction_error": [[loss per
     epoch] per layer], "autoencoders": [AutoEncoder per layer]}."""
     sizes = _check_sizes(sizes, X)
+    seed = _seed(seed)
     lname = nn.loss_name(loss)
     if lname not in ("quadratic", "binary_cross_entropy"):
         raise ValueError(f"loss: an autoencoder needs 'quadratic' or 'binary_cross_entropy', got {loss!r}")
+    ck = _GreedyCheckpoint("autoencoder", sizes, checkpoint, checkpoint_every, resume)
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
-    layers, histories, aes = [], [], []
-    for i in range(1, len(sizes) - 1):
-        ae = AutoEncoder(sizes[i - 1], sizes[i], activation=activation, output_activation="sigmoid", tied=tied,
-                         noise=noise, seed=_sub_seed(rng), init=init, dtype=dtype, device=device, rng=rng)
+    histories, aes = [], []
+
+    def autoencoder(j, ae_seed, r):
+        return AutoEncoder(sizes[j], sizes[j + 1], activation=activation, output_activation="sigmoid", tied=tied,
+                           noise=noise, seed=ae_seed, init=init, dtype=dtype, device=device, rng=r)
+
+    def records():
+        return {"histories": _history_records(histories), "seeds": [ae.seed for ae in aes]}
+
+    if ck.meta is not None:
+        from . import checkpoint as ckpt
+
+        histories = _histories(ck.meta["histories"])
+        for j in range(ck.first_layer - 1):
+            aes.append(ck.saved_params(autoencoder(j, ck.meta["seeds"][j], 0), f"done/{j}"))
+            codes = aes[-1].encode(codes)
+        ckpt.set_rng_state(rng, ck.meta["rng"])
+    head = None
+    if ck.finished:
+        head = ck.saved_params(Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=0), "head")
+    for i in range(ck.first_layer, len(sizes) - 1):
+        outer = ck.outer(i, rng, aes, records())
+        resuming = ck.resuming(i, "fit")
+        if not resuming:
+            ck.write(outer)
+        ae = autoencoder(i - 1, _sub_seed(rng), rng)
         hist = train.fit(ae, codes, codes, loss=lname, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         epochs=epochs_per_layer, batch_size=batch_size, seed=_sub_seed(rng), progress=progress)
+                         epochs=epochs_per_layer, batch_size=batch_size, seed=_sub_seed(rng), progress=progress,
+                         checkpoint=checkpoint, checkpoint_every=ck.every, resume=resuming, _outer=outer)
         histories.append(hist)
         aes.append(ae)
-        layers.append(ae.encoder)
         codes = ae.encode(codes)
-    head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+    if head is None:
+        head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+        ck.write(ck.outer(len(sizes) - 1, rng, aes, records(), extra={"head": head}, finished=True))
     info = {"histories": histories, "reconstruction_error": [h.train_loss for h in histories], "autoencoders": aes}
-    return Sequential(*layers, head), info
+    return Sequential(*[ae.encoder for ae in aes], head), info
 
 
 # ---- RBMs and deep belief nets -----------------------------------------------------------------
@@ -407,7 +546,8 @@ class RBM(Module):
 
 def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_momentum=None, momentum_switch=5,
                batch_size=32, k=1, persistent=False, sample_visible=True, weight_decay=2e-4, seed=0,
-               dtype="float32", device="cpu", init="uniform", progress=None):
+               dtype="float32", device="cpu", init="uniform", progress=None, checkpoint=None,
+               checkpoint_every="epoch", resume=False):
     """Greedy layer-wise RBM pretraining: a deep belief net whose weights start a sigmoid net.
 
     For hidden layer i: an RBM(sizes[i-1], sizes[i]) is trained with CD-k
@@ -421,49 +561,138 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
     [0, 1] (binary, or probabilities used as such). The next layer's data are the
     hidden *probabilities* p(h|v) (deterministic, less noisy than samples).
 
+    checkpoint, checkpoint_every, resume: as in ``greedy_supervised``; the RBM's momentum
+    buffers, persistent chain, sampler counter and the epoch's shuffle are saved too.
+
     Returns (net, info): net = Linear(sizes[i-1], sizes[i], sigmoid) layers with the
     RBMs' weights W and hidden biases c, + a fresh output layer Linear(sizes[-2],
     sizes[-1]) (logits, ``init``); info = {"rbms": [RBM per layer],
     "reconstruction_error": [[mean-field reconstruction error per epoch] per layer]}."""
+    from . import checkpoint as ckpt
+    from .checks import integer, number, unit_interval
+
     sizes = _check_sizes(sizes, X)
+    seed = _seed(seed)
     batch_size = train._positive_int("batch_size", batch_size)
-    epochs_per_layer = int(epochs_per_layer)
+    epochs_per_layer = integer("epochs_per_layer", epochs_per_layer, low=0)
+    lr = number("lr", lr, low=0.0, low_open=True)
+    momentum = unit_interval("momentum", momentum)
+    weight_decay = number("weight_decay", weight_decay, low=0.0)
     if final_momentum is not None and not (0.0 <= final_momentum < 1.0):
         raise ValueError(f"final_momentum: expected a value in [0, 1) or None, got {final_momentum!r}")
     if isinstance(momentum_switch, bool) or not isinstance(momentum_switch, (int, np.integer)) or momentum_switch < 0:
         raise ValueError(f"momentum_switch: expected a non-negative integer epoch, got {momentum_switch!r}")
+    ck = _GreedyCheckpoint("rbm", sizes, checkpoint, checkpoint_every, resume)
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
     xp = array_module(codes)
-    layers, rbms, recons = [], [], []
+    rbms, recons = [], []
+
+    def linear_of(rbm):
+        layer = Linear(rbm.n_visible, rbm.n_hidden, activation="sigmoid", dtype=dtype, device=device, rng=0)
+        layer.weight.data[...] = rbm.weight.data
+        layer.bias.data[...] = rbm.hidden_bias.data
+        return layer
+
+    def records():
+        return {"reconstruction_error": recons, "seeds": [r.seed for r in rbms]}
+
+    if ck.meta is not None:
+        recons = [list(e) for e in ck.meta["reconstruction_error"]]
+        for j in range(ck.first_layer - 1):
+            rbm = RBM(sizes[j], sizes[j + 1], seed=ck.meta["seeds"][j], dtype=dtype, device=device, rng=0)
+            rbms.append(ck.saved_params(rbm, f"done/{j}"))
+            codes = rbm.hidden_probs(codes)
+        ckpt.set_rng_state(rng, ck.meta["rng"])
+    layers = [linear_of(r) for r in rbms]
+    head = None
+    if ck.finished:
+        head = ck.saved_params(Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=0), "head")
     bar = train._progress_bar(progress, (len(sizes) - 2) * epochs_per_layer, desc="RBM pretraining")
+    if bar is not None:
+        bar.update(len(rbms) * epochs_per_layer)
     try:
-        for i in range(1, len(sizes) - 1):
+        for i in range(ck.first_layer, len(sizes) - 1):
+            outer = ck.outer(i, rng, rbms, records())
+            resuming = ck.resuming(i, "rbm")
+            if not resuming:
+                ck.write(outer)
             rbm = RBM(sizes[i - 1], sizes[i], seed=_sub_seed(rng), dtype=dtype, device=device, rng=rng)
             n = codes.shape[0]
             shuffled = xp.empty_like(codes)
-            errs = []
-            for epoch in range(epochs_per_layer):
+            errs, start_epoch, start_pos, perm, batches = [], 0, 0, None, 0
+            if resuming:
+                errs, start_epoch, start_pos, perm, batches = _load_rbm_state(rbm, rng, ck, n, batch_size)
+            for epoch in range(start_epoch, epochs_per_layer):
                 mom = momentum if final_momentum is None or epoch < momentum_switch else final_momentum
-                perm = rng.permutation(n)
+                if epoch != start_epoch or perm is None:
+                    perm, start_pos = rng.permutation(n), 0
                 xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
-                for s in range(0, n, batch_size):
+                for s in range(start_pos, n, batch_size):
                     rbm.cd_step(shuffled[s:s + batch_size], lr=lr, k=k, momentum=mom,
                                 weight_decay=weight_decay, persistent=persistent,
                                 sample_visible=sample_visible)
+                    batches += 1
+                    if ck.path is not None and ck.every != "epoch" and batches % ck.every == 0 \
+                            and s + batch_size < n:
+                        ck.write(outer, *_rbm_state(rbm, rng, errs, epoch, s + batch_size, perm, batches, n,
+                                                    batch_size))
                 errs.append(rbm.reconstruction_error(codes))
+                if ck.path is not None and epoch + 1 < epochs_per_layer:
+                    ck.write(outer, *_rbm_state(rbm, rng, errs, epoch + 1, 0, None, batches, n, batch_size))
                 if bar is not None:
                     bar.set_postfix({"layer": i, "recon": f"{errs[-1]:.4g}"})
                     bar.update(1)
-            layer = Linear(sizes[i - 1], sizes[i], activation="sigmoid", dtype=dtype, device=device, rng=rng)
-            layer.weight.data[...] = rbm.weight.data
-            layer.bias.data[...] = rbm.hidden_bias.data
-            layers.append(layer)
             rbms.append(rbm)
-            recons.append(errs)
+            recons.append([float(e) for e in errs])
+            # The layer takes no random draws (weights copied from the RBM), but the Generator
+            # advances as it always has, so that results stay those of earlier versions.
+            Linear(sizes[i - 1], sizes[i], activation="sigmoid", dtype=dtype, device=device, rng=rng)
+            layers.append(linear_of(rbm))
             codes = rbm.hidden_probs(codes)
     finally:
         if bar is not None:
             bar.close()
-    head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+    if head is None:
+        head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
+        ck.write(ck.outer(len(sizes) - 1, rng, rbms, records(), extra={"head": head}, finished=True))
     return Sequential(*layers, head), {"rbms": rbms, "reconstruction_error": recons}
+
+
+def _rbm_state(rbm, rng, errs, epoch, position, perm, batches, n, batch_size):
+    """(arrays, meta) of the "rbm" section: one layer's training in progress."""
+    from . import checkpoint as ckpt
+
+    arrays = ckpt.prefixed(ckpt.param_arrays(rbm.parameters()), "rbm/param/")
+    for i, v in enumerate(rbm._velocity):
+        if v is not None:
+            arrays[f"rbm/velocity/{i}"] = v
+    if rbm._chain is not None:
+        arrays["rbm/chain"] = rbm._chain
+    if perm is not None:
+        arrays["rbm/perm"] = perm
+    meta = {"epoch": epoch, "position": position, "batches": batches, "n": n, "batch_size": batch_size,
+            "errs": [float(e) for e in errs], "offset": int(rbm.offset), "rng": ckpt.rng_state(rng)}
+    return arrays, {"rbm": meta}
+
+
+def _load_rbm_state(rbm, rng, ck, n, batch_size):
+    from . import checkpoint as ckpt
+
+    meta, arrays = ck.inner["rbm"], ck.arrays
+    if (meta["n"], meta["batch_size"]) != (n, batch_size):
+        raise ValueError(f"checkpoint: {ck.path} was written for {meta['n']} samples in batches of "
+                         f"{meta['batch_size']}, this run has {n} in batches of {batch_size}")
+    ckpt.load_params(rbm.parameters(), ckpt.subset(arrays, "rbm/param/"), what="RBM")
+    xp = array_module(rbm.weight.data)
+
+    def dev(a):
+        return xp.asarray(a) if xp is not np else a.copy()
+
+    rbm._velocity = [dev(arrays[f"rbm/velocity/{i}"]) if f"rbm/velocity/{i}" in arrays else None
+                     for i in range(len(rbm._velocity))]
+    rbm._chain = dev(arrays["rbm/chain"]) if "rbm/chain" in arrays else None
+    rbm.offset = int(meta["offset"])
+    ckpt.set_rng_state(rng, meta["rng"])
+    perm = arrays.get("rbm/perm")
+    return list(meta["errs"]), meta["epoch"], meta["position"], perm, meta["batches"]

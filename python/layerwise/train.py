@@ -12,6 +12,7 @@ targets (there are no classes to count).
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 from . import nn, optim
 from .nn import array_module, to_device
 
-__all__ = ["History", "fit", "predict", "predict_proba", "error_rate", "evaluate", "prepare_data"]
+__all__ = ["History", "TrainingDiverged", "fit", "predict", "predict_proba", "error_rate", "evaluate", "prepare_data"]
 
 
 @dataclass
@@ -137,9 +138,74 @@ def _threshold_at_zero(net):
 
 
 # ---- training ---------------------------------------------------------------------------
+class TrainingDiverged(ArithmeticError):
+    """The training loss (or the weights) became NaN or infinite.
+
+    Attributes: ``epoch`` and ``batch`` (0-based) where it was seen (``batch`` is None
+    when the weights were found non-finite after an epoch), ``loss`` (the bad value, or
+    None), ``history`` (the History up to the previous epoch). The net holds its last
+    finite weights: those that produced the bad loss when they are finite, else the
+    weights at the start of that epoch."""
+
+    def __init__(self, message, *, epoch, batch, loss, history):
+        super().__init__(message)
+        self.epoch, self.batch, self.loss, self.history = epoch, batch, loss, history
+
+
+def _all_finite(params):
+    return all(bool(array_module(p.data).isfinite(p.data).all()) for p in params)
+
+
+def _copy_params(params):
+    return [p.data.copy() for p in params]
+
+
+def _restore(params, saved):
+    for p, b in zip(params, saved):
+        p.data[...] = b  # in place: optimizers and callers keep their references
+
+
+def _apply_max_norm(layers, max_norm):
+    """Max-norm constraint (Srivastava et al. 2014): rescale every unit's incoming weight
+    vector (a row of weight) whose L2 norm exceeds ``max_norm`` back onto that sphere."""
+    for layer in layers:
+        w = layer.weight.data
+        xp = array_module(w)
+        norms = xp.sqrt((w * w).sum(axis=1, keepdims=True))
+        too_long = norms > max_norm
+        if bool(too_long.any()):
+            w *= xp.where(too_long, max_norm / xp.maximum(norms, xp.finfo(w.dtype).tiny), 1).astype(w.dtype)
+
+
+def _plain(obj):
+    """A JSON-ready copy (NumPy scalars and arrays become Python numbers and lists)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.tolist()
+    return obj
+
+
+def _make_optimizer(optimizer, params, lr, momentum, weight_decay, nesterov, schedule):
+    if optimizer is None:
+        return optim.SGD(params, lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                         schedule=schedule)
+    if isinstance(optimizer, str):
+        kw = dict(lr=lr, weight_decay=weight_decay, schedule=schedule)
+        if momentum:
+            kw["momentum"] = momentum
+        if nesterov:
+            kw["nesterov"] = nesterov
+        return optim.make_optimizer(optimizer, params, **kw)
+    return optimizer
+
+
 def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
-        seed=0, progress=None, diagnostics=False, callback=None) -> History:
+        seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
+        checkpoint=None, checkpoint_every="epoch", resume=False, _outer=None) -> History:
     """Trains ``net`` with minibatch SGD on (X, y); returns a History.
 
     loss: "softmax_cross_entropy" (net outputs logits, y class labels), "quadratic"/"mse"
@@ -149,21 +215,47 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         for optim.make_optimizer (same keywords), or an optimizer object with
         ``set_epoch(epoch)`` and ``step()`` (e.g. optim.SGD).
     epochs, batch_size: every epoch visits the samples once in an order drawn from a numpy
-        Generator seeded with ``seed`` (the last batch may be smaller).
+        Generator seeded with ``seed`` (a non-negative integer; the last batch may be smaller).
     X_val, y_val: validation data, evaluated after every epoch.
     patience: early stopping -- stop after ``patience`` epochs without a new lowest validation
-        error; at the end (stopped early or not) the weights of the best epoch are restored.
-        Needs validation data. Without patience the final weights are kept (best_epoch is
-        still recorded).
+        error; at the end (stopped early, or not, or interrupted with Ctrl-C) the weights of
+        the best epoch are restored. Needs validation data. Without patience the final
+        weights are kept (best_epoch is still recorded).
     progress: tqdm bar (samples of all epochs; postfix: epoch, loss, validation error);
         None = only when stderr is a terminal; False = off.
     diagnostics: record per-layer gradient norms (on up to 256 training samples) after each epoch.
     callback: ``callback(epoch, history)`` after each epoch; returning True stops training.
+    max_norm: if given, after every update each Linear layer's rows (one unit's incoming
+        weights) are rescaled to L2 norm <= max_norm (the max-norm constraint used with dropout).
+    check_finite: X, X_val and dense targets must be free of NaN/infinity (ValueError naming
+        the argument); False skips the check.
+    checkpoint: path of a checkpoint file (layerwise.checkpoint), written atomically every
+        ``checkpoint_every`` batches (a positive int) or at the end of every epoch ("epoch"),
+        and when training ends. resume=True continues from that file if it exists (else
+        starts afresh); the resumed run ends bitwise equal to an uninterrupted one with the
+        same arguments, on the same machine and thread count. A file of a finished run
+        makes fit return its History at once, with the final weights loaded.
+
+    Failures: a NaN or infinite training loss raises TrainingDiverged (epoch, batch, and the
+    net left at its last finite weights). KeyboardInterrupt is re-raised after restoring the
+    best epoch's weights (under early stopping); the History so far is attached to it as
+    ``.history``.
     """
-    epochs = int(epochs)
-    if epochs < 0:
-        raise ValueError(f"epochs: must be >= 0, got {epochs}")
+    from . import checkpoint as ckpt
+    from .checks import finite_array, integer, number, unit_interval
+
+    epochs = integer("epochs", epochs, low=0)
     batch_size = _positive_int("batch_size", batch_size)
+    seed = integer("seed", seed, low=0)
+    if optimizer is None or isinstance(optimizer, str):
+        lr = number("lr", lr, low=0.0, low_open=True)
+        momentum = unit_interval("momentum", momentum)
+        weight_decay = number("weight_decay", weight_decay, low=0.0)
+    if max_norm is not None:
+        max_norm = number("max_norm", max_norm, low=0.0, low_open=True)
+    every = ckpt.parse_every(checkpoint_every)
+    if resume and checkpoint is None:
+        raise ValueError("resume: needs checkpoint=PATH to resume from")
     loss_fn = nn.get_loss(loss)
     X, y, labels = prepare_data(net, X, y, loss=loss)
     have_val = X_val is not None or y_val is not None
@@ -173,23 +265,20 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         X_val, y_val, val_labels = prepare_data(net, X_val, y_val, loss=loss, names=("X_val", "y_val"))
         if val_labels != labels:
             raise ValueError("y_val: must be of the same kind as y (class labels, or dense targets)")
+    if check_finite:
+        finite_array("X", X)
+        if not labels:
+            finite_array("y", y)
+        if have_val:
+            finite_array("X_val", X_val)
+            if not labels:
+                finite_array("y_val", y_val)
     if patience is not None:
         patience = _positive_int("patience", patience)
         if not have_val:
             raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     params = net.parameters()
-    if optimizer is None:
-        opt = optim.SGD(params, lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                        schedule=schedule)
-    elif isinstance(optimizer, str):
-        kw = dict(lr=lr, weight_decay=weight_decay, schedule=schedule)
-        if momentum:
-            kw["momentum"] = momentum
-        if nesterov:
-            kw["nesterov"] = nesterov
-        opt = optim.make_optimizer(optimizer, params, **kw)
-    else:
-        opt = optimizer
+    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay, nesterov, schedule)
 
     xp = array_module(X)
     n = X.shape[0]
@@ -204,38 +293,106 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     diag = (X[: min(n, 256)], y[: min(n, 256)]) if diagnostics else None
     best_err, best_params, since_best = None, None, 0
     at_zero = _threshold_at_zero(net)
+    max_norm_layers = nn.linear_layers(net) if max_norm is not None else []
+
+    # Where training starts: the beginning, or a checkpoint's epoch and batch.
+    start_epoch, start_pos, perm, total_loss, wrong, batches = 0, 0, None, 0.0, 0, 0
+    saved = ckpt.read(checkpoint) if resume and ckpt.exists(checkpoint) else None
+    if saved is not None and saved[1].get("fit") is not None:
+        arrays, f = saved[0], saved[1]["fit"]
+        if (f["n"], f["batch_size"]) != (n, batch_size):
+            raise ValueError(f"checkpoint: {checkpoint} was written for {f['n']} samples in batches of "
+                             f"{f['batch_size']}, this run has {n} in batches of {batch_size}")
+        ckpt.load_params(params, ckpt.subset(arrays, "fit/param/"))
+        hist = History(**f["history"])
+        if f["finished"]:
+            return hist
+        ckpt.load_optimizer_state(opt, ckpt.subset(arrays, "fit/opt/"), f["optimizer"])
+        ckpt.set_rng_state(rng, f["rng"])
+        ckpt.set_module_counters(net, f["counters"])
+        best = ckpt.subset(arrays, "fit/best/")
+        if best:
+            best_params = [xp.asarray(best[str(i)]) if xp is not np else best[str(i)].copy()
+                           for i in range(len(params))]
+        best_err, since_best = f["best_err"], f["since_best"]
+        start_epoch, start_pos, batches = f["epoch"], f["position"], f["batches"]
+        total_loss, wrong = f["total_loss"], f["wrong"]
+        if "fit/perm" in arrays:
+            perm = arrays["fit/perm"]
+
+    def save(epoch, position, perm, total_loss, wrong, finished=False):
+        arrays = ckpt.prefixed(ckpt.param_arrays(params), "fit/param/")
+        if best_params is not None:
+            arrays.update(ckpt.prefixed({str(i): b for i, b in enumerate(best_params)}, "fit/best/"))
+        opt_arrays, opt_meta = ckpt.optimizer_state(opt)
+        arrays.update(ckpt.prefixed(opt_arrays, "fit/opt/"))
+        if perm is not None:
+            arrays["fit/perm"] = perm
+        meta = {"fit": {"n": n, "batch_size": batch_size, "epoch": epoch, "position": position,
+                        "batches": batches, "total_loss": float(total_loss), "wrong": int(wrong),
+                        "rng": ckpt.rng_state(rng), "counters": ckpt.module_counters(net),
+                        "best_err": None if best_err is None else float(best_err), "since_best": since_best,
+                        "history": _plain(hist.to_dict()), "optimizer": opt_meta, "finished": finished}}
+        if _outer is not None:
+            arrays.update(_outer[0])
+            meta["outer"] = _outer[1]
+        ckpt.write(checkpoint, arrays, meta)
 
     # One bar over all samples of all epochs: an epoch of a big net can take minutes, so the
     # bar advances per batch (tqdm redraws at most ~10 times a second; updates are cheap).
     bar = _progress_bar(progress, epochs * n, unit="sample")
+    if bar is not None and start_epoch:
+        bar.update(min(start_epoch * n + start_pos, epochs * n))
+    last_good = None
     try:
-        for epoch in range(epochs):
+        for epoch in range(start_epoch, epochs):
             lr_t = opt.set_epoch(epoch) if hasattr(opt, "set_epoch") else getattr(opt, "lr", float("nan"))
             t0 = time.perf_counter()
-            perm = rng.permutation(n)
-            if xp is not np:
-                perm = xp.asarray(perm)
-            xp.take(X, perm, axis=0, out=Xs)
-            xp.take(y, perm, axis=0, out=ys)
-            total_loss, wrong = 0.0, 0
-            for s in range(0, n, batch_size):
+            if epoch != start_epoch or perm is None:
+                perm, start_pos, total_loss, wrong = rng.permutation(n), 0, 0.0, 0
+            perm_d = xp.asarray(perm) if xp is not np else perm
+            xp.take(X, perm_d, axis=0, out=Xs)
+            xp.take(y, perm_d, axis=0, out=ys)
+            last_good = _copy_params(params)  # finite: checked at the end of the previous epoch
+            for s in range(start_pos, n, batch_size):
                 xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
                 out = net.forward(xb, train=True)
                 value, dout = loss_fn(out, yb)
+                if not math.isfinite(float(value)):
+                    kept = _all_finite(params)
+                    if not kept:
+                        _restore(params, last_good)
+                    where = "the weights that produced it" if kept else f"the weights at the start of epoch {epoch}"
+                    raise TrainingDiverged(
+                        f"fit: the training loss became {float(value)} at epoch {epoch}, batch "
+                        f"{s // batch_size} (lr {float(lr_t):g}); the net keeps {where}. "
+                        f"Lower the learning rate, or check the data", epoch=epoch, batch=s // batch_size,
+                        loss=float(value), history=hist)
                 if fused:
                     opt.backward_step(net, dout)
                 else:
                     net.backward(dout, input_grad=False)
                     opt.step()
+                if max_norm is not None:
+                    _apply_max_norm(max_norm_layers, max_norm)
                 total_loss += value * xb.shape[0]
                 if labels:
                     wrong += _count_wrong(out, yb, at_zero)
+                batches += 1
                 if bar is not None:
                     bar.update(xb.shape[0])
+                if checkpoint is not None and every != "epoch" and batches % every == 0 and s + batch_size < n:
+                    save(epoch, s + batch_size, perm, total_loss, wrong)
+            if not _all_finite(params):
+                _restore(params, last_good)
+                raise TrainingDiverged(
+                    f"fit: the weights became non-finite during epoch {epoch} (lr {float(lr_t):g}); the net "
+                    f"keeps the weights at the start of that epoch", epoch=epoch, batch=None, loss=None,
+                    history=hist)
             seconds = time.perf_counter() - t0
             train_loss = total_loss / n if n else 0.0
-            hist.train_loss.append(train_loss)
-            hist.train_error.append(100.0 * float(wrong) / n if labels and n else train_loss)
+            hist.train_loss.append(float(train_loss))
+            hist.train_error.append(100.0 * float(wrong) / n if labels and n else float(train_loss))
             hist.lr.append(float(lr_t))
             hist.seconds.append(seconds)
             if diag is not None:
@@ -248,7 +405,7 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
                 if best_err is None or err < best_err:
                     best_err, hist.best_epoch, since_best = err, epoch, 0
                     if patience is not None:  # snapshot, to restore when we stop
-                        best_params = [p.data.copy() for p in params]
+                        best_params = _copy_params(params)
                 else:
                     since_best += 1
                     if patience is not None and since_best >= patience:
@@ -262,12 +419,20 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
                 stop = True
             if stop:
                 break
+            if checkpoint is not None and epoch + 1 < epochs:
+                save(epoch + 1, 0, None, 0.0, 0)
+    except KeyboardInterrupt as e:
+        if best_params is not None:  # the weights moved on since the best epoch (maybe mid-epoch)
+            _restore(params, best_params)
+        e.history = hist
+        raise
     finally:
         if bar is not None:
             bar.close()
     if best_params is not None and hist.best_epoch != hist.epochs - 1:
-        for p, b in zip(params, best_params):
-            p.data[...] = b  # in place: optimizers and callers keep their references
+        _restore(params, best_params)
+    if checkpoint is not None:
+        save(hist.epochs, 0, None, 0.0, 0, finished=True)
     return hist
 
 

@@ -1,0 +1,57 @@
+"""layerwise.atomic -- files that are either the old version or the new one, never half written.
+
+A reader (or a resumed run) may look at a file at any moment, and a process may be
+killed at any moment: the new contents go to a temporary file in the same directory
+(so the rename stays on one file system), are flushed to disk, and then replace the
+target with ``os.replace``, which is atomic on POSIX and Windows.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+__all__ = ["write_atomic", "write_json_atomic"]
+
+
+def write_atomic(path, write: Callable[[BinaryIO], None]) -> Path:
+    """Calls ``write(f)`` on a temporary binary file next to ``path``, fsyncs it and renames
+    it onto ``path``. On any error the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Makes the rename itself durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, obj, *, indent=1) -> Path:
+    """``json.dump(obj)`` to ``path`` atomically (see ``write_atomic``)."""
+    text = json.dumps(obj, indent=indent).encode()
+    return write_atomic(path, lambda f: f.write(text))
