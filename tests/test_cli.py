@@ -179,7 +179,7 @@ def test_bengio2006_rows_subset_no_plots(tmp_path, capsys):
 @needs_mnist
 def test_bengio2006_without_matplotlib(tmp_path, capsys, monkeypatch):
     """Without matplotlib the run still completes, writes results.json and says the plots were skipped."""
-    from layerwise import plots
+    from layerwise.experiments import bengio2006_plots as plots
 
     monkeypatch.setattr(plots, "available", lambda: False)
     out = tmp_path / "o"
@@ -210,7 +210,7 @@ def test_format_table_has_ours_and_the_papers():
 
 
 def test_tile_images():
-    from layerwise.plots import tile_images
+    from layerwise.experiments.bengio2006_plots import tile_images
     import numpy as np
 
     w = np.zeros((5, 6))
@@ -227,7 +227,7 @@ def test_tile_images():
 @pytest.mark.skipif(not _has_matplotlib(), reason="matplotlib not installed")
 def test_save_all_writes_pngs(tmp_path):
     import numpy as np
-    from layerwise import plots
+    from layerwise.experiments import bengio2006_plots as plots
 
     results = {"preset": "test", "rows": _fake_rows(),
                "gradient_norms": {"deep net, random init": [0.003, 0.01, 0.09, 0.7]}}

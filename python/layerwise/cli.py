@@ -1,9 +1,11 @@
 """The ``layerwise`` command line (also ``python -m layerwise``).
 
-    layerwise info                                   backend and build information
-    layerwise bengio2006 [--preset smoke|quick|full] [--data DIR] [--device cpu|cuda]
-                         [--out DIR] [--seed N] [--rows NAME,...] [--threads N]
-                         [--no-progress] [--no-plots]
+    layerwise info                   backend and build information
+    layerwise <experiment> [...]     one subcommand per entry of layerwise.experiments.EXPERIMENTS,
+                                     e.g. ``layerwise bengio2006 --preset quick [--resume] ...``
+
+User errors (bad options, missing data, an unwritable --out, ...) are one line on stderr
+and exit status 2; Ctrl-C is one line and exit status 130.
 """
 from __future__ import annotations
 
@@ -13,75 +15,47 @@ import sys
 from typing import Optional, Sequence
 
 
-def _rows(value: str):
-    from .experiments import bengio2006
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``layerwise bengio2006: error: ... (see --help)``."""
 
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    bad = [n for n in names if n not in bengio2006.ROWS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown row(s) {', '.join(bad) or repr(value)}; choose from {', '.join(bengio2006.ROWS)}"
-        )
-    return names
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    from .experiments import bengio2006
+    from .experiments import EXPERIMENTS
 
-    parser = argparse.ArgumentParser(prog="layerwise", description="layerwise: dense sigmoid networks, fast.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="layerwise", description="layerwise: dense sigmoid networks, fast.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
     sub.add_parser("info", help="print backend and build information (JSON)")
-
-    b = sub.add_parser(
-        "bengio2006",
-        help="Bengio et al. (2006) on MNIST: five training strategies vs the paper",
-        description=(bengio2006.__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="presets:\n" + "\n".join(f"  {k:<6} {v.description}" for k, v in bengio2006.PRESETS.items())
-        + "\nrows: " + ", ".join(bengio2006.ROWS),
-    )
-    b.add_argument("--preset", choices=sorted(bengio2006.PRESETS), default="quick", help="size of the run (default: quick)")
-    b.add_argument("--data", metavar="DIR", default=None,
-                   help="MNIST directory (default: $LAYERWISE_DATA, then ~/.cache/layerwise/mnist, then download)")
-    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    b.add_argument("--out", metavar="DIR", default=None,
-                   help="where to write results.json and the figures (default: results/bengio2006-PRESET)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--rows", type=_rows, default=None, metavar="NAME,...", help="train only these rows")
-    b.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU kernel threads (default: all cores; on a machine busy with other jobs, "
-                        "fewer threads than cores can be faster)")
-    b.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (by default they are drawn when stderr is a terminal)")
-    b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
+    for exp in EXPERIMENTS.values():
+        p = sub.add_parser(exp.name, help=exp.help, description=exp.description or exp.help, epilog=exp.epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        exp.configure(p)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``layerwise`` console script; returns the exit status."""
+    from .experiments import EXPERIMENTS, ExperimentError
+
     args = build_parser().parse_args(argv)
     if args.command == "info":
         import layerwise
 
         print(json.dumps(layerwise.backend_info(), indent=2))
         return 0
-    if args.command == "bengio2006":
-        from .datasets import DatasetNotFoundError
-        from .experiments import bengio2006
-
-        out = args.out if args.out is not None else f"results/bengio2006-{args.preset}"
-        try:
-            bengio2006.run(args.preset, data=args.data, device=args.device, out=out, seed=args.seed,
-                           rows=args.rows, progress=False if args.no_progress else None,
-                           plots=not args.no_plots, threads=args.threads)
-        except DatasetNotFoundError as e:
-            print(f"layerwise: error: {e}", file=sys.stderr)
-            return 2
-        return 0
-    return 2  # unreachable: argparse rejects unknown commands
+    try:
+        return EXPERIMENTS[args.command].main(args)
+    except ExperimentError as e:
+        print(f"layerwise {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"layerwise {args.command}: interrupted (finished work is kept; continue with --resume)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Reproductions of published experiments, runnable as ``layerwise <name>``."""
+"""Reproductions of published experiments, runnable as ``layerwise <name>``.
+
+Each module registers itself in :data:`EXPERIMENTS` (see :mod:`.registry`)."""
+from .registry import EXPERIMENTS, Experiment, ExperimentError, register
 from . import bengio2006
 
-EXPERIMENTS = {"bengio2006": bengio2006}
-
-__all__ = ["bengio2006", "EXPERIMENTS"]
+__all__ = ["bengio2006", "EXPERIMENTS", "Experiment", "ExperimentError", "register"]

@@ -1,4 +1,4 @@
-"""layerwise.plots -- the figures of the Bengio et al. (2006) experiment.
+"""layerwise.experiments.bengio2006_plots -- the figures of the Bengio et al. (2006) experiment.
 
 Matplotlib is optional (``pip install layerwise[plot]``): :func:`available`
 says whether it can be used, and every plotting function raises
