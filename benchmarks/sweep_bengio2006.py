@@ -51,7 +51,7 @@ def _grid(items):
 
 
 def main(argv=None):
-    from layerwise import nn, ops, train
+    from layerwise import nn, ops
     from layerwise.experiments import bengio2006 as exp
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -79,7 +79,10 @@ def main(argv=None):
     kind = base.get("pretraining")
     if args.pretrain and kind is None:
         raise SystemExit(f"sweep: row {args.row} has no pretraining to sweep")
-    _, data = exp._load_data(preset, args.data, "cpu", progress=False)
+    try:
+        _, data = exp.load_data(preset, args.data)
+    except exp.ExperimentError as e:
+        raise SystemExit(f"sweep: {e}") from None
     os.makedirs(args.cache, exist_ok=True)
 
     records = []
@@ -96,17 +99,17 @@ def main(argv=None):
             if kind is None:
                 net = nn.mlp(sizes, init=base["init"], seed=args.seed)
             else:
-                net, _ = exp._pretrain(kind, sizes, data["X_train"], data["y_train"], hp_pre, seed=args.seed,
-                                       device="cpu", progress=False)
+                net, _ = exp.pretrain(kind, sizes, data, hp_pre, seed=args.seed)
             pre_seconds = time.perf_counter() - t0
             nn.save(net, path)
         for ft in _grid(args.finetune):
             hp = {**hp_pre, **ft}
             net = nn.load(path)
             t0 = time.perf_counter()
-            hist = exp._fit(net, data, hp, seed=args.seed, progress=False)
+            net, hist = exp.finetune(net, data, hp, seed=args.seed)
             seconds = time.perf_counter() - t0
-            errs = {k: train.error_rate(net, data[f"X_{k}"], data[f"y_{k}"]) for k in ("train", "valid", "test")}
+            errs = exp.evaluate_row(args.row, net, data, sizes=sizes, hp=hp, history=hist)
+            errs = {k: errs[f"{k}_error"] for k in ("train", "valid", "test")}
             v = hist.valid_error
             rec = {"row": args.row, "sizes": sizes, "seed": args.seed, "pretrain": pre, "finetune": ft,
                    "valid_error": errs["valid"], "valid_last10": float(np.mean(v[-10:])) if v else None,
