@@ -102,12 +102,14 @@ def set_rng_state(rng: np.random.Generator, state: Mapping) -> None:
 def _modules(module) -> Iterator[Module]:
     """Every module of a tree, parents before children, in a fixed order."""
     yield module
-    for child in getattr(module, "modules", None) or []:
+    children = getattr(module, "children", None)
+    if callable(children):  # modules that list their children
+        kids = list(children())
+    else:  # containers keep them in ``modules``; an AutoEncoder has an encoder and a decoder
+        kids = list(getattr(module, "modules", None) or [])
+        kids += [getattr(module, n) for n in ("encoder", "decoder") if isinstance(getattr(module, n, None), Module)]
+    for child in kids:
         yield from _modules(child)
-    for name in ("encoder", "decoder"):
-        child = getattr(module, name, None)
-        if isinstance(child, Module):
-            yield from _modules(child)
 
 
 def module_counters(net) -> List[Optional[int]]:
