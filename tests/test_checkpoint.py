@@ -196,3 +196,12 @@ def test_greedy_resume_rejects_another_runs_file(data, tmp_path):
     _greedy("supervised", X, y, checkpoint=path)
     with pytest.raises(ValueError, match="not a checkpoint of greedy_rbm"):
         _greedy("rbm", X, y, checkpoint=path, resume=True)
+
+
+def test_atomic_write_honours_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = write_json_atomic(tmp_path / "r.json", [1])
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o640

@@ -279,6 +279,8 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
             raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     params = net.parameters()
     opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay, nesterov, schedule)
+    if checkpoint is not None:
+        ckpt.optimizer_state(opt)  # an optimizer that cannot be saved fails now, not at the first checkpoint
 
     xp = array_module(X)
     n = X.shape[0]
