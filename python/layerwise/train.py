@@ -188,20 +188,6 @@ def _plain(obj):
     return obj
 
 
-def _make_optimizer(optimizer, params, lr, momentum, weight_decay, nesterov, schedule):
-    if optimizer is None:
-        return optim.SGD(params, lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                         schedule=schedule)
-    if isinstance(optimizer, str):
-        kw = dict(lr=lr, weight_decay=weight_decay, schedule=schedule)
-        if momentum:
-            kw["momentum"] = momentum
-        if nesterov:
-            kw["nesterov"] = nesterov
-        return optim.make_optimizer(optimizer, params, **kw)
-    return optimizer
-
-
 def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
         seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
@@ -278,7 +264,18 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         if not have_val:
             raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     params = net.parameters()
-    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay, nesterov, schedule)
+    if optimizer is None:
+        opt = optim.SGD(params, lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                        schedule=schedule)
+    elif isinstance(optimizer, str):
+        kw = dict(lr=lr, weight_decay=weight_decay, schedule=schedule)
+        if momentum:
+            kw["momentum"] = momentum
+        if nesterov:
+            kw["nesterov"] = nesterov
+        opt = optim.make_optimizer(optimizer, params, **kw)
+    else:
+        opt = optimizer
     if checkpoint is not None:
         ckpt.optimizer_state(opt)  # an optimizer that cannot be saved fails now, not at the first checkpoint
 
