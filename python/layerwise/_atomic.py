@@ -20,8 +20,8 @@ def write_atomically(path, write):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         os.close(fd)
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes it 0600; a saved file gets the usual umask mode
         write(tmp)
+        os.chmod(tmp, _new_file_mode())  # mkstemp (or ``write``) made it 0600; give it the usual umask mode
         with open(tmp, "rb+") as f:
             f.flush()
             os.fsync(f.fileno())
