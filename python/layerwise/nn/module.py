@@ -89,11 +89,11 @@ class Module:
     def children(self):
         return [m for _, m in self.named_children()]
 
-    def modules(self):
+    def walk(self):
         """This module and every module below it, depth first (parents before children)."""
         out = [self]
         for child in self.children():
-            out.extend(child.modules())
+            out.extend(child.walk())
         return out
 
     def local_parameters(self):
