@@ -190,9 +190,42 @@ def test_mlp_is_deterministic_in_seed():
     assert not np.array_equal(a[0].weight.data, c[0].weight.data)
 
 
+# ---- the module tree -------------------------------------------------------------------------
+def test_children_walk_names_parameters_by_dotted_path():
+    inner = nn.Sequential(nn.Linear(4, 3, rng=0), nn.Tanh(), nn.Linear(3, 2, bias=False, rng=1))
+    net = nn.Sequential(nn.Linear(5, 4, rng=2), nn.Dropout(0.1), inner)
+    named = net.named_parameters()
+    assert [n for n, _ in named] == ["0.weight", "0.bias", "2.0.weight", "2.0.bias", "2.2.weight"]
+    assert [p for _, p in named] == net.parameters()
+    assert [p.shape for p in net.parameters()] == [(4, 5), (4,), (3, 4), (3,), (2, 3)]
+    assert net.children() == [net[0], net[1], inner] and [n for n, _ in net.named_children()] == ["0", "1", "2"]
+    assert net.walk() == [net, net[0], net[1], inner, inner[0], inner[1], inner[2]]
+    assert net.layers() == [net[0], net[1], inner[0], inner[1], inner[2]]
+    assert nn.linear_layers(net) == [net[0], inner[0], inner[2]]
+    assert [n for n, _ in nn.Linear(2, 2).named_parameters()] == ["weight", "bias"]
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_autoencoder_is_one_layer_with_children(tied):
+    from layerwise.pretrain import AutoEncoder
+
+    ae = AutoEncoder(5, 3, tied=tied, rng=0)
+    names = [n for n, _ in ae.named_parameters()]
+    assert names == ["encoder.weight", "encoder.bias"] + (["decoder_bias"] if tied else
+                                                           ["decoder.weight", "decoder.bias"])
+    assert ae.parameters() == [p for _, p in ae.named_parameters()]
+    assert ae.layers() == [ae] and nn.linear_layers(ae) == []  # its forward is not a plain chain of them
+    x = np.random.default_rng(0).uniform(size=(4, 5)).astype(np.float32)
+    ae.forward(x, train=True)
+    assert ae.encoder._x is not None
+    ae.to("cpu")  # the walk drops every child's per-batch state as well
+    assert ae.encoder._x is None and ae._xr is None and not ae.encoder._buf.sets
+
+
 # ---- save / load ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_save_load_round_trip(tmp_path, dtype):
+    pytest.importorskip("safetensors", reason="model files need the 'model' extra (safetensors)")
     X, y = prototypes(n=64, d=10)
     net = nn.mlp([10, 12, 8, 4], dtype=dtype, seed=5, dropout=0.1)
     lw.train.fit(net, X, y, epochs=1, progress=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 
 from . import nn
+from .data import prepare_data
 from .nn import array_module
 
 __all__ = ["gradient_norms", "layer_stats"]
@@ -19,8 +20,6 @@ def gradient_norms(net, X, y, loss="softmax_cross_entropy") -> list:
     from one forward/backward pass over the batch (X, y) in evaluation mode.
 
     Overwrites the parameters' ``.grad`` (as any backward pass does)."""
-    from .train import prepare_data
-
     X, y, _ = prepare_data(net, X, y, loss=loss)
     out = net.forward(X, train=False)
     _, dout = nn.get_loss(loss)(out, y)
@@ -48,12 +47,10 @@ def layer_stats(net, X) -> list:
     """Per Linear layer of ``net``: a dict with weight mean/std, activation (layer output)
     mean/std, and saturation -- the fraction of outputs in the flat region of the
     activation (sigmoid: < 0.02 or > 0.98; tanh: |y| > 0.96; relu: <= 0; identity: 0)."""
-    from .train import prepare_data
-
     X, _, _ = prepare_data(net, X)
     stats = []
     x = X
-    for m in _leaves(net):
+    for m in net.layers():
         x = m.forward(x, train=False)
         if isinstance(m, nn.Linear):
             w = m.weight.data
@@ -69,8 +66,3 @@ def layer_stats(net, X) -> list:
             })
     return stats
 
-
-def _leaves(module):
-    if isinstance(module, nn.Sequential):
-        return [leaf for m in module.modules for leaf in _leaves(m)]
-    return [module]

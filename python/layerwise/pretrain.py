@@ -239,9 +239,11 @@ class AutoEncoder(Module):
         self._mask = self._xr = None
         self._train = False
 
-    def parameters(self):
-        tail = [self.decoder_bias] if self.tied else self.decoder.parameters()
-        return self.encoder.parameters() + tail
+    def named_children(self):
+        return [("encoder", self.encoder)] + ([] if self.tied else [("decoder", self.decoder)])
+
+    def local_parameters(self):
+        return [self.decoder_bias] if self.tied else []
 
     def encode(self, x):
         """The hidden code z of x (evaluation mode, fresh array)."""
@@ -293,20 +295,14 @@ class AutoEncoder(Module):
             dx *= self._mask  # masked inputs did not influence the output
         return dx
 
-    def to(self, device):
-        super().to(device)
-        self.encoder._clear_state()
-        if self.decoder is not None:
-            self.decoder._clear_state()
-        return self
-
-    def _clear_state(self):
+    def _clear_state(self):  # Module.to moves the children and clears their state too
         self._buf.clear()
         self._mask = self._xr = None
 
     def config(self):
         return {"type": "AutoEncoder", "n_visible": self.in_features, "n_hidden": self.n_hidden,
-                "tied": self.tied, "noise": self.noise, "output_activation": self.output_activation}
+                "activation": self.encoder.activation, "output_activation": self.output_activation,
+                "tied": self.tied, "noise": self.noise, "seed": self.seed}
 
 
 def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32, loss="quadratic",
@@ -407,7 +403,7 @@ class RBM(Module):
         self._chain = None  # persistent CD: the fantasy particles' visible states
         self._velocity = [None, None, None]
 
-    def parameters(self):
+    def local_parameters(self):
         return [self.weight, self.hidden_bias, self.visible_bias]
 
     # -- conditionals and sampling --
@@ -541,7 +537,7 @@ class RBM(Module):
         return self
 
     def config(self):
-        return {"type": "RBM", "n_visible": self.n_visible, "n_hidden": self.n_hidden}
+        return {"type": "RBM", "n_visible": self.n_visible, "n_hidden": self.n_hidden, "seed": self.seed}
 
 
 def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_momentum=None, momentum_switch=5,
@@ -696,3 +692,25 @@ def _load_rbm_state(rbm, rng, ck, n, batch_size):
     ckpt.set_rng_state(rng, meta["rng"])
     perm = arrays.get("rbm/perm")
     return list(meta["errs"]), meta["epoch"], meta["position"], perm, meta["batches"]
+
+
+# ---- model files: make AutoEncoder and RBM loadable by nn.load ---------------------------------
+def _autoencoder_shapes(cfg):
+    v, h = cfg["n_visible"], cfg["n_hidden"]
+    decoder = [("decoder_bias", (v,))] if cfg["tied"] else [("decoder.weight", (v, h)), ("decoder.bias", (v,))]
+    return [("encoder.weight", (h, v)), ("encoder.bias", (h,))] + decoder
+
+
+nn.register_module(
+    "AutoEncoder",
+    fields={"n_visible": "size", "n_hidden": "size", "activation": "activation", "output_activation": "activation",
+            "tied": "bool", "noise": "probability", "seed": "seed"},
+    build=lambda cfg, dtype: AutoEncoder(cfg["n_visible"], cfg["n_hidden"], activation=cfg["activation"],
+                                         output_activation=cfg["output_activation"], tied=cfg["tied"],
+                                         noise=cfg["noise"], seed=cfg["seed"], dtype=dtype, rng=0),
+    parameter_shapes=_autoencoder_shapes)
+nn.register_module(
+    "RBM", fields={"n_visible": "size", "n_hidden": "size", "seed": "seed"},
+    build=lambda cfg, dtype: RBM(cfg["n_visible"], cfg["n_hidden"], seed=cfg["seed"], dtype=dtype, rng=0),
+    parameter_shapes=lambda cfg: [("weight", (cfg["n_hidden"], cfg["n_visible"])),
+                                  ("hidden_bias", (cfg["n_hidden"],)), ("visible_bias", (cfg["n_visible"],))])
