@@ -83,7 +83,7 @@ def _linear_shapes(cfg):
 register_module(
     "Linear", fields={"in_features": "size", "out_features": "size", "bias": "bool", "activation": "activation"},
     build=lambda cfg, dtype: Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"],
-                                    activation=cfg["activation"], dtype=dtype, rng=0),
+                                    activation=cfg["activation"], dtype=dtype, init=None),
     parameter_shapes=_linear_shapes)
 register_module("Activation", fields={"mode": "activation"}, build=lambda cfg, dtype: Activation(cfg["mode"]),
                 parameter_shapes=lambda cfg: [])
@@ -279,7 +279,7 @@ def _assign(p, array):
     if not a.flags.writeable:
         a = a.copy()
     p.data = a
-    p.grad = np.zeros_like(a)
+    p.grad = np.zeros(a.shape, a.dtype)  # calloc: costs nothing until a backward pass writes it
 
 
 def _check_metadata(meta, key, fmt):
