@@ -34,6 +34,15 @@ def test_linear_init_ranges():
     assert len(nn.Linear(3, 2, bias=False).parameters()) == 1
 
 
+def test_linear_init_none_is_zeros_without_a_draw():
+    rng = np.random.default_rng(5)
+    lin = nn.Linear(3, 2, init=None, dtype="float64", rng=rng)
+    np.testing.assert_array_equal(lin.weight.data, np.zeros((2, 3)))
+    np.testing.assert_array_equal(lin.bias.data, np.zeros(2))
+    assert lin.weight.data.dtype == np.float64 and lin.weight.grad.shape == (2, 3)
+    assert rng.random() == np.random.default_rng(5).random()  # the generator was not advanced
+
+
 def test_linear_bad_arguments():
     with pytest.raises(ValueError, match="activation"):
         nn.Linear(3, 2, activation="swish")

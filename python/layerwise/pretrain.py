@@ -707,7 +707,7 @@ nn.register_module(
             "tied": "bool", "noise": "probability", "seed": "seed"},
     build=lambda cfg, dtype: AutoEncoder(cfg["n_visible"], cfg["n_hidden"], activation=cfg["activation"],
                                          output_activation=cfg["output_activation"], tied=cfg["tied"],
-                                         noise=cfg["noise"], seed=cfg["seed"], dtype=dtype, rng=0),
+                                         noise=cfg["noise"], seed=cfg["seed"], init=None, dtype=dtype),
     parameter_shapes=_autoencoder_shapes)
 nn.register_module(
     "RBM", fields={"n_visible": "size", "n_hidden": "size", "seed": "seed"},

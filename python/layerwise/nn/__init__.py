@@ -25,15 +25,15 @@ Sequential, mlp), ``losses``, ``state`` (save/load of model files).
 """
 from __future__ import annotations
 
-from .device import DTYPES as _DTYPES
+# Everything layerwise.nn offered before the split stays importable from here (including the
+# private helpers pretrain and optim use); the submodules hold the code.
+from .device import DTYPES as _DTYPES  # noqa: F401
 from .device import _cupy, array_module, device_of, to_device
 from .device import check_device as _check_device
 from .device import check_dtype as _check_dtype
 from .layers import (Activation, Dropout, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh, Threshold,
                      linear_layers, mlp)
-from .layers import _init_weights  # noqa: F401  (kept reachable as before the split)
 from .losses import LOSSES, get_loss, loss_name
-from .module import _MAX_BUFFER_SETS  # noqa: F401
 from .module import ACTIVATIONS, Module, Parameter
 from .module import Buffers as _Buffers
 from .module import check_activation as _check_activation

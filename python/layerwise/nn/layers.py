@@ -21,6 +21,8 @@ class Linear(Module):
       "glorot"  -- W ~ U(-r, r), r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio
                    2010), times 4 when the activation is sigmoid (their recommendation,
                    since sigmoid'(0) = 1/4); b = 0.
+      None      -- W = b = 0 without a random draw, for callers that set the parameters
+                   next (nn.load).
     rng: a numpy Generator, an int seed, or None (fresh entropy).
     """
 
@@ -34,9 +36,12 @@ class Linear(Module):
         self.init = init
         dtype = check_dtype(dtype)
         check_device(device)
-        w, b = _init_weights(self.in_features, self.out_features, init, activation, make_rng(rng))
-        self.weight = Parameter(to_device(w.astype(dtype), device), "weight")
-        self.bias = Parameter(to_device(b.astype(dtype), device), "bias") if bias else None
+        if init is None:  # zeros from calloc: no draw, no cast, pages only touched when written
+            w, b = np.zeros((self.out_features, self.in_features), dtype), np.zeros(self.out_features, dtype)
+        else:
+            w, b = _init_weights(self.in_features, self.out_features, init, activation, make_rng(rng))
+        self.weight = Parameter(to_device(w.astype(dtype, copy=False), device), "weight")
+        self.bias = Parameter(to_device(b.astype(dtype, copy=False), device), "bias") if bias else None
         self._buf = Buffers()
         self._x = self._y = None
         self._train = False

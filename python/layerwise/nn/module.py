@@ -31,7 +31,7 @@ class Parameter:
 
     def __init__(self, data, name=""):
         self.data = data
-        self.grad = array_module(data).zeros_like(data)
+        self.grad = array_module(data).zeros(data.shape, data.dtype)  # not zeros_like: calloc'd pages stay untouched
         self.name = name
 
     @property

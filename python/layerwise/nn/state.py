@@ -83,7 +83,7 @@ def _linear_shapes(cfg):
 register_module(
     "Linear", fields={"in_features": "size", "out_features": "size", "bias": "bool", "activation": "activation"},
     build=lambda cfg, dtype: Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"],
-                                    activation=cfg["activation"], dtype=dtype, rng=0),
+                                    activation=cfg["activation"], dtype=dtype, init=None),
     parameter_shapes=_linear_shapes)
 register_module("Activation", fields={"mode": "activation"}, build=lambda cfg, dtype: Activation(cfg["mode"]),
                 parameter_shapes=lambda cfg: [])
@@ -172,7 +172,7 @@ def _load_safetensors(path, size, head):
     try:
         with safe_open(path, framework="numpy") as f:
             meta = f.metadata() or {}
-            dtype, cfg = _check_metadata(meta, "format", FORMAT)
+            dtype, cfg = _check_metadata(meta, FORMAT)
             if meta.get("format_version") != FORMAT_VERSION:
                 raise _BadFile(f"format_version {meta.get('format_version')!r} is not supported "
                                f"(this version reads {FORMAT_VERSION!r})")
@@ -222,7 +222,7 @@ def _load_npz(path, size):
         arch = meta.get("architecture")
         dtype, cfg = _check_metadata({"format": meta.get("format"), "dtype": meta.get("dtype"),
                                       "architecture": json.dumps(arch) if isinstance(arch, dict) else arch},
-                                     "format", LEGACY_FORMAT)
+                                     LEGACY_FORMAT)
         expected = _check_architecture(cfg)  # in parameters() order: the .npz numbers them
         params = sorted((m for m in members if m != "__meta__.npy"), key=_param_index)
         if len(params) != len(expected):
@@ -279,13 +279,13 @@ def _assign(p, array):
     if not a.flags.writeable:
         a = a.copy()
     p.data = a
-    p.grad = np.zeros_like(a)
+    p.grad = np.zeros(a.shape, a.dtype)  # calloc: costs nothing until a backward pass writes it
 
 
-def _check_metadata(meta, key, fmt):
+def _check_metadata(meta, fmt):
     """(dtype, parsed architecture) from the metadata strings, after checking format and dtype."""
-    if meta.get(key) != fmt:
-        raise _BadFile(f"not a layerwise model file (format {meta.get(key)!r}, expected {fmt!r})")
+    if meta.get("format") != fmt:
+        raise _BadFile(f"not a layerwise model file (format {meta.get('format')!r}, expected {fmt!r})")
     dtype = meta.get("dtype")
     if dtype not in DTYPES:
         raise _BadFile(f"dtype {dtype!r} is not supported; expected float32 or float64")
