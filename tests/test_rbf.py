@@ -153,7 +153,8 @@ def test_module_gradients_float64(rng):
         assert rel_err(gr, numeric_grad(f, p.data)) < 1e-7, p.name
     assert rel_err(dx, numeric_grad(f, X)) < 1e-7
     assert layer.config() == {"type": "RBF", "in_features": 5, "units": 4}
-    assert [p.name for p in layer.parameters()] == ["centers", "gamma"]
+    assert [p.name for p in layer.parameters()] == ["centers", "log_gamma"]
+    np.testing.assert_allclose(layer.gamma, 0.7)
 
 
 def test_module_train_buffers_and_no_input_grad(rng):
@@ -181,7 +182,7 @@ def test_kmeans_centers_and_widths_from_cluster_spread():
     assert sorted(order) == [0, 1, 2]
     np.testing.assert_allclose(layer.centers.data[order], means, atol=0.1)
     # spread = mean squared distance = 2 sigma^2 in 2-D, so gamma = 1 / (4 sigma^2)
-    np.testing.assert_allclose(layer.gamma.data[order], 1 / (4 * sigmas ** 2), rtol=0.15)
+    np.testing.assert_allclose(layer.gamma[order], 1 / (4 * sigmas ** 2), rtol=0.15)
     with pytest.raises(ValueError, match="X"):
         kmeans_centers(X[:2], 3)
     with pytest.raises(ValueError, match="X"):

@@ -3,7 +3,10 @@
     y_j = exp(-gamma_j * ||x - c_j||^2)
 
 with centers c (units, in_features) and widths gamma (units,), both trainable.
-The distances come from the matrix-product kernel (``ops.rbf_forward``), so an
+The module trains log(gamma) rather than gamma: widths stay positive, and the
+gradient d/dlog(gamma) = gamma * d/dgamma is O(1) whatever the input dimension
+(d/dgamma itself scales with the squared distances, hundreds on MNIST, and
+one learning rate for centers and widths would then diverge). The distances come from the matrix-product kernel (``ops.rbf_forward``), so an
 RBF layer costs about what a dense layer of the same shape costs.
 
     layer = RBF(784, 1000).init_kmeans(X_train)        # centers by k-means, widths from the spread
@@ -55,7 +58,8 @@ class RBF(Module):
         c = nn._rng(rng).uniform(0.0, 1.0, size=(self.units, self.in_features))
         g = _gamma_vector(gamma, self.units)
         self.centers = Parameter(to_device(c.astype(dtype), device), "centers")
-        self.gamma = Parameter(to_device(g.astype(dtype), device), "gamma")
+        self.log_gamma = Parameter(to_device(np.log(g).astype(dtype), device), "log_gamma")
+        self._gamma = None  # exp(log_gamma) of the last forward
         self._buf = nn._Buffers()
         self._x = self._y = None
         self._train = False
@@ -64,13 +68,19 @@ class RBF(Module):
     def out_features(self):
         return self.units
 
+    @property
+    def gamma(self):
+        """The widths exp(log_gamma) (a fresh array)."""
+        return array_module(self.log_gamma.data).exp(self.log_gamma.data)
+
     def parameters(self):
-        return [self.centers, self.gamma]
+        return [self.centers, self.log_gamma]
 
     def forward(self, x, *, train=False):
         out = self._buf.get(("y", x.shape[0]), self.centers.data, (x.shape[0], self.units)) if train else None
-        y = ops.rbf_forward(x, self.centers.data, self.gamma.data, out=out)
-        self._x, self._y, self._train = x, y, train
+        gamma = self.gamma
+        y = ops.rbf_forward(x, self.centers.data, gamma, out=out)
+        self._x, self._y, self._gamma, self._train = x, y, gamma, train
         return y
 
     def backward(self, dy, *, input_grad=True):
@@ -81,13 +91,14 @@ class RBF(Module):
         if input_grad and self._train:
             dx = self._buf.get(("dx", n), dy, (n, self.in_features))
         need = ("dx",) if input_grad else ()
-        dx, _, _ = ops.rbf_backward(self._x, self.centers.data, self.gamma.data, self._y, dy, dx=dx,
-                                    dcenters=self.centers.grad, dgamma=self.gamma.grad, need=need)
+        dx, _, dgamma = ops.rbf_backward(self._x, self.centers.data, self._gamma, self._y, dy, dx=dx,
+                                         dcenters=self.centers.grad, dgamma=self.log_gamma.grad, need=need)
+        dgamma *= self._gamma  # d/dlog(gamma) = gamma d/dgamma, in place in log_gamma.grad
         return dx
 
     def _clear_state(self):
         self._buf.clear()
-        self._x = self._y = None
+        self._x = self._y = self._gamma = None
 
     def config(self):
         return {"type": "RBF", "in_features": self.in_features, "units": self.units}
@@ -106,10 +117,10 @@ class RBF(Module):
         gamma = 1.0 / (2.0 * width_scale ** 2 * spread)
         device, dtype = nn.device_of(self.centers.data), self.centers.data.dtype
         self.centers.data = to_device(np.ascontiguousarray(centers, dtype=dtype), device)
-        self.gamma.data = to_device(np.ascontiguousarray(gamma, dtype=dtype), device)
+        self.log_gamma.data = to_device(np.ascontiguousarray(np.log(gamma), dtype=dtype), device)
         xp = array_module(self.centers.data)
         self.centers.grad = xp.zeros_like(self.centers.data)
-        self.gamma.grad = xp.zeros_like(self.gamma.data)
+        self.log_gamma.grad = xp.zeros_like(self.log_gamma.data)
         self._clear_state()
         return self
 
