@@ -153,6 +153,10 @@ def test_module_gradients_float64(rng):
         assert rel_err(gr, numeric_grad(f, p.data)) < 1e-7, p.name
     assert rel_err(dx, numeric_grad(f, X)) < 1e-7
     assert layer.config() == {"type": "RBF", "in_features": 5, "units": 4}
+    same = RBF.from_config(layer.config(), "float64")
+    assert [p.shape for p in same.parameters()] == [p.shape for p in layer.parameters()]
+    with pytest.raises(ValueError, match="RBF"):
+        RBF.from_config({"type": "Linear"})
     assert [p.name for p in layer.parameters()] == ["centers", "log_gamma"]
     np.testing.assert_allclose(layer.gamma, 0.7)
 
@@ -177,7 +181,7 @@ def test_kmeans_centers_and_widths_from_cluster_spread():
     means = np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 5.0]])
     sigmas = np.array([0.1, 0.3, 0.5])
     X = np.concatenate([m + s * rng.standard_normal((400, 2)) for m, s in zip(means, sigmas)])
-    layer = RBF(2, 3, dtype="float64").init_kmeans(X, seed=0)
+    layer = RBF(2, 3, dtype="float64").init_kmeans(X, seed=0, max_iter=20)
     order = [int(np.argmin(((layer.centers.data - m) ** 2).sum(1))) for m in means]
     assert sorted(order) == [0, 1, 2]
     np.testing.assert_allclose(layer.centers.data[order], means, atol=0.1)

@@ -186,10 +186,9 @@ def _start_images(net, start, count, rng):
     if count is not None:
         raise ValueError("count: only for start='noise' or 'blank' (an array gives the images itself)")
     X, _, _ = train.prepare_data(net, start, names=("start", "y"))
-    xp = array_module(X)
     if X.size and (float(X.min()) < PIXEL_RANGE[0] or float(X.max()) > PIXEL_RANGE[1]):
         raise ValueError("start: pixels must lie in [0, 1]")
-    return X.copy() if X is start else xp.ascontiguousarray(X)
+    return X  # may be the caller's array: fool works on a copy
 
 
 def fool(net, target_class, *, start="noise", count=None, steps=1000, lr=0.01, confidence=0.996,

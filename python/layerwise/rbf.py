@@ -103,6 +103,13 @@ class RBF(Module):
     def config(self):
         return {"type": "RBF", "in_features": self.in_features, "units": self.units}
 
+    @classmethod
+    def from_config(cls, cfg, dtype="float32"):
+        """An RBF layer shaped by ``config()`` (parameters to be loaded into it), for nn.load."""
+        if cfg.get("type") != "RBF":
+            raise ValueError(f"architecture: expected an RBF config, got type {cfg.get('type')!r}")
+        return cls(cfg["in_features"], cfg["units"], dtype=dtype, rng=0)
+
     def init_kmeans(self, X, *, batch_size=1024, max_iter=100, n_init=1, seed=0, width_scale=1.0):
         """Sets the centers to MiniBatchKMeans cluster centers of ``X`` and each width
         from its cluster's spread: gamma_j = 1 / (2 * width_scale^2 * s_j^2), where s_j^2 is

@@ -43,6 +43,7 @@ PAPER = {
     "maxout + dropout, adversarially trained": {"clean_error": 0.84, "adversarial_error": 17.9},
 }
 FOOL_CONFIDENCE = 0.996
+FOOL_STEPS = 1000
 # RBF units per preset (LeCun's MNIST table: 1000 RBF units, 3.6 % test error).
 RBF_UNITS = {"smoke": 20, "quick": 300, "full": 1000}
 
@@ -335,12 +336,12 @@ def _experiment(preset, nets_dir, data, device, out, seed, rows, eps, adv_eps, a
     focus = next((n for n in ("deep_no_pretraining", "dbn", "shallow") if n in nets), next(iter(nets)))
     net = nets[focus]
     classes = np.arange(10)
-    fool_noise, noise_info = adversarial.fool(net, classes, start="noise", count=10, steps=1000, lr=0.01,
+    fool_noise, noise_info = adversarial.fool(net, classes, start="noise", count=10, steps=FOOL_STEPS, lr=0.01,
                                               confidence=FOOL_CONFIDENCE, seed=seed)
     y_host = np.asarray(nn.to_device(y_test, "cpu"))
     firsts = [int(np.flatnonzero(y_host == (t + 1) % 10)[0]) if np.any(y_host == (t + 1) % 10) else 0 for t in classes]
     start = nn_host(X_test)[firsts]
-    fool_real, real_info = adversarial.fool(net, classes, start=start, steps=1000, lr=0.005,
+    fool_real, real_info = adversarial.fool(net, classes, start=start, steps=FOOL_STEPS, lr=0.005,
                                             confidence=FOOL_CONFIDENCE)
 
     def fool_summary(i):
@@ -376,11 +377,15 @@ def _experiment(preset, nets_dir, data, device, out, seed, rows, eps, adv_eps, a
                                                 f"{focus}: FGSM digits, predicted label (confidence); x = wrong")
         pn = train.predict_proba(net, nn_host(fool_noise))
         pr = train.predict_proba(net, nn_host(fool_real))
+        def fool_captions(prob, i):
+            return [f"{t} ({100 * prob[t, t]:.2f}%)" + ("" if i["reached"][t] else " *") for t in classes]
+
         figs["fooling_images"] = _plot_grid(
             [list(nn_host(fool_noise)), list(nn_host(fool_real))],
-            [[f"{t} ({100 * pn[t, t]:.2f}%)" for t in classes], [f"{t} ({100 * pr[t, t]:.2f}%)" for t in classes]],
+            [fool_captions(pn, noise_info), fool_captions(pr, real_info)],
             ["from noise", "from a digit"], out_dir / "fooling_images.png",
-            f"{focus}: images classified at >= {100 * FOOL_CONFIDENCE:.1f} % confidence")
+            f"{focus}: target class (its probability), driven to {100 * FOOL_CONFIDENCE:.1f} %; "
+            f"* = not reached in {FOOL_STEPS} steps")
         results["figures"] = {k: os.path.basename(v) for k, v in figs.items()}
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     if out_dir is not None:
