@@ -156,7 +156,9 @@ def kmeans_centers(X, k, *, batch_size=1024, max_iter=100, n_init=1, seed=0):
                          random_state=seed)
     labels = km.fit_predict(X)
     centers = km.cluster_centers_
-    sq = ((X - centers[labels]) ** 2).sum(axis=1)
+    sq = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], 8192):  # in chunks: X - centers[labels] is as big as X
+        sq[s:s + 8192] = ((X[s:s + 8192] - centers[labels[s:s + 8192]]) ** 2).sum(axis=1)
     counts = np.bincount(labels, minlength=k)
     sums = np.bincount(labels, weights=sq, minlength=k)
     spread = np.divide(sums, counts, out=np.zeros(k), where=counts > 0)

@@ -25,12 +25,13 @@ training of maxout + dropout took clean error 0.94 % -> 0.84 % and adversarial e
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
@@ -314,9 +315,7 @@ def _experiment(preset, nets_dir, data, device, out, seed, rows, eps, adv_eps, a
         nets["deep_adversarial"], info["deep_adversarial"] = _adversarial_row(
             p, d, eps=adv_eps, alpha=adv_alpha, seed=seed, device=device, progress=progress, log=log)
     if units > 0:
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("sklearn") is None:
             log("[robustness] RBF network row skipped: k-means needs scikit-learn (pip install 'layerwise[rbf]')")
         else:
             nets["rbf_network"], info["rbf_network"] = _rbf_row(d, units, preset=p, seed=seed, device=device,
