@@ -12,7 +12,7 @@ from layerwise.rbf import RBF, kmeans_centers, rbf_network
 from _lw_helpers import _one_thread, numeric_grad, rel_err  # noqa: F401  (autouse fixture)
 from conftest import assert_close
 
-SHAPES = [(1, 1, 1), (1, 5, 3), (7, 13, 5), (33, 70, 19), (130, 17, 65)]
+SHAPES = [(1, 1, 1), (1, 5, 3), (7, 13, 5), (33, 70, 19), (130, 17, 65), (97, 300, 70)]  # 300 > a K block
 
 
 def reference(x, c, g):
@@ -240,3 +240,20 @@ def test_cuda_matches_cpu(rng, dtype, n, d, u):
     for name, a, b in zip(("dx", "dcenters", "dgamma"), got, grads):
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(cp.asnumpy(a) / scale, b / scale, err_msg=name, **tol)
+
+
+def test_threaded_passes_match_one_thread(rng):
+    # 200 x 400 outputs: enough elements for the row passes to split across threads.
+    x, c, g = inputs(rng, 200, 50, 400, np.float64)
+    dy = rng.standard_normal((200, 400))
+    one = [ops.rbf_forward(x, c, g)]
+    one += ops.rbf_backward(x, c, g, one[0], dy)
+    ops.set_num_threads(2)
+    try:
+        two = [ops.rbf_forward(x, c, g)]
+        two += ops.rbf_backward(x, c, g, two[0], dy)
+    finally:
+        ops.set_num_threads(1)
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert_close(one[0], reference(x, c, g)[0], np.float64, k=50)
