@@ -338,7 +338,13 @@ class _AdversarialObjective(Module):
 def adversarial_objective(net, loss="softmax_cross_entropy", *, eps=0.25, alpha=0.5):
     """``(module, loss_fn)`` to pass to ``train.fit`` in place of ``(net, loss)`` to train
     ``net`` on alpha J(x) + (1 - alpha) J(x + eps sign(dJ/dx)). History.train_loss and
-    train_error then describe the clean batches."""
+    train_error then describe the clean batches.
+
+    This is the hook for ``fit(..., adversarial=dict(eps=..., alpha=...))``: at the top of
+    ``fit``, ``net, loss_fn = adversarial_objective(net, loss, **adversarial)``; the
+    training loop, validation, early stopping and every optimizer work unchanged
+    (the module's backward runs the extra forward and backward; fused SGD falls back
+    to backward + step for it)."""
     _check_net(net)
     wrapper = _AdversarialObjective(net, nn.get_loss(loss), _eps("eps", eps), _alpha(alpha))
     return wrapper, wrapper.loss
