@@ -11,6 +11,7 @@
 
 #include "../common/backend.h"
 #include "gemm.h"
+#include "threadpool.h"
 
 namespace lw::cpu {
 namespace {
@@ -23,32 +24,73 @@ int pass_threads(int nthreads, int64_t elems) {
   return (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, by_size));
 }
 
-// out[i] = sum_k a[i, k]^2, accumulated in double.
+// fn(i) for every row i in [0, rows), split in contiguous ranges over the
+// library's worker pool (not OpenMP: its spinning barrier would take the
+// cores from the GEMM's pool right after).
+template <class F>
+void for_rows(int64_t rows, int nthreads, const F &fn) {
+  if (nthreads <= 1 || rows <= 1) {
+    for (int64_t i = 0; i < rows; ++i) fn(i);
+    return;
+  }
+  struct Ctx {
+    const F *fn;
+    int64_t rows;
+  } c{&fn, rows};
+  parallel_run(
+      nthreads,
+      [](void *p, int t, int n) {
+        const Ctx &c = *static_cast<const Ctx *>(p);
+        for (int64_t i = c.rows * t / n; i < c.rows * (t + 1) / n; ++i) (*c.fn)(i);
+      },
+      &c);
+}
+
+// sum_k r[k]^2 in double, with independent partial sums (the compiler may not
+// reorder one floating-point sum, so a single accumulator would be latency-bound).
+template <typename T>
+double sq_norm(const T *r, int64_t cols) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= cols; k += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += (double)r[k + l] * (double)r[k + l];
+  for (; k < cols; ++k) acc[0] += (double)r[k] * (double)r[k];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// out[i] = ||a[i, :]||^2.
 template <typename T>
 void row_sq_norms(const T *a, int64_t lda, int64_t rows, int64_t cols, double *out, int nthreads) {
-#pragma omp parallel for num_threads(pass_threads(nthreads, rows * cols)) schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
-    const T *r = a + i * lda;
-    double s = 0.0;
-    for (int64_t k = 0; k < cols; ++k) s += (double)r[k] * (double)r[k];
-    out[i] = s;
-  }
+  for_rows(rows, pass_threads(nthreads, rows * cols), [&](int64_t i) { out[i] = sq_norm(a + i * lda, cols); });
 }
 
 // dist (n, units) = max(0, xn_i + cn_j + cross_ij), where cross = -2 x c^T is
-// already in dist (row stride ld). Returns nothing; in place.
+// already in dist (row stride ld). In place.
 template <typename T>
 void add_norms_clamp(T *dist, int64_t ld, int64_t n, int64_t units, const double *xn,
                      const double *cn, int nthreads) {
-#pragma omp parallel for num_threads(pass_threads(nthreads, n * units)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  for_rows(n, pass_threads(nthreads, n * units), [&](int64_t i) {
     T *r = dist + i * ld;
     const double xi = xn[i];
     for (int64_t j = 0; j < units; ++j) {
       const double d = xi + cn[j] + (double)r[j];
       r[j] = (T)(d > 0.0 ? d : 0.0);
     }
-  }
+  });
+}
+
+// cross (n, units, row stride ld) = -2 x c^T on the dense layer's forward product;
+// xn, cn = the squared row norms of x and c.
+template <typename T>
+void distance_terms(const T *x, int64_t ldx, const T *c, int64_t ldc, int64_t n, int64_t in,
+                    int64_t units, T *cross, int64_t ld, double *xn, double *cn, int nthreads) {
+  row_sq_norms(x, ldx, n, in, xn, nthreads);
+  row_sq_norms(c, ldc, units, in, cn, nthreads);
+  GemmEpilogue<T> ep;
+  ep.alpha = -2.0;
+  ep.beta = 0.0;
+  // (n, units) = (n, in) x (units, in)^T
+  gemm<T>(false, true, n, units, in, x, ldx, c, ldc, cross, ld, ep, nthreads);
 }
 
 // Squared distances of every row of x to every center, into dist (ld).
@@ -56,13 +98,7 @@ template <typename T>
 void squared_distances(const T *x, int64_t ldx, const T *c, int64_t ldc, int64_t n, int64_t in,
                        int64_t units, T *dist, int64_t ld, int nthreads) {
   std::vector<double> xn(n), cn(units);
-  row_sq_norms(x, ldx, n, in, xn.data(), nthreads);
-  row_sq_norms(c, ldc, units, in, cn.data(), nthreads);
-  GemmEpilogue<T> ep;
-  ep.alpha = -2.0;
-  ep.beta = 0.0;
-  // (n, units) = (n, in) x (units, in)^T, the dense layer's forward product
-  gemm<T>(false, true, n, units, in, x, ldx, c, ldc, dist, ld, ep, nthreads);
+  distance_terms(x, ldx, c, ldc, n, in, units, dist, ld, xn.data(), cn.data(), nthreads);
   add_norms_clamp(dist, ld, n, units, xn.data(), cn.data(), nthreads);
 }
 
@@ -73,27 +109,31 @@ void rbf_forward_t(const CpuContext &ctx, const RbfForwardArgs &a) {
   const T *gamma = static_cast<const T *>(a.gamma);
   T *y = static_cast<T *>(a.y);
   const int nt = ctx.num_threads;
-  // With beta == 0 the distances go straight into y; otherwise y's old values
-  // are still needed for the blend, so they go to a scratch matrix.
+  // With beta == 0 the cross term goes straight into y; otherwise y's old values
+  // are still needed for the blend, so it goes to a scratch matrix.
   std::vector<T> scratch;
-  T *dist = y;
+  T *cross = y;
   int64_t ld = a.ldy;
   if (a.beta != 0.0) {
     scratch.resize((size_t)(a.n * a.units));
-    dist = scratch.data();
+    cross = scratch.data();
     ld = a.units;
   }
-  squared_distances(x, a.ldx, c, a.ldc, a.n, a.in, a.units, dist, ld, nt);
+  std::vector<double> xn(a.n), cn(a.units);
+  distance_terms(x, a.ldx, c, a.ldc, a.n, a.in, a.units, cross, ld, xn.data(), cn.data(), nt);
+  // One pass over the product: add the norms, clamp, exponentiate, blend.
   const double alpha = a.alpha, beta = a.beta;
-#pragma omp parallel for num_threads(pass_threads(nt, a.n * a.units)) schedule(static)
-  for (int64_t i = 0; i < a.n; ++i) {
-    const T *d = dist + i * ld;
+  const int64_t units = a.units;
+  for_rows(a.n, pass_threads(nt, a.n * units), [&](int64_t i) {
+    const T *t = cross + i * ld;
     T *yr = y + i * a.ldy;
-    for (int64_t j = 0; j < a.units; ++j) {
-      const T v = std::exp(-gamma[j] * d[j]);
+    const double xi = xn[i];
+    for (int64_t j = 0; j < units; ++j) {
+      const double d = xi + cn[j] + (double)t[j];
+      const T v = std::exp(-gamma[j] * (T)(d > 0.0 ? d : 0.0));
       yr[j] = beta == 0.0 ? (T)(alpha * v) : (T)(alpha * v + beta * yr[j]);
     }
-  }
+  });
 }
 
 // v (len) = alpha * v_new + beta * v
@@ -127,12 +167,11 @@ void rbf_backward_t(const CpuContext &ctx, const RbfBackwardArgs &a) {
     blend_vector(static_cast<T *>(a.dgamma), dgam.data(), units, a.alpha, a.beta);
   }
   if (!a.dx && !a.dc) return;
-#pragma omp parallel for num_threads(pass_threads(nt, n * units)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  for_rows(n, pass_threads(nt, n * units), [&](int64_t i) {
     T *gr = g.data() + i * ldg;
     const T *yr = y + i * a.ldy, *dyr = dy + i * a.lddy;
     for (int64_t j = 0; j < units; ++j) gr[j] = -gamma[j] * yr[j] * dyr[j];
-  }
+  });
   // dD_ij/dx_i = 2 (x_i - c_j), dD_ij/dc_j = -2 (x_i - c_j), so
   //   dx = 2 (rowsum(G) * x - G c),   dc = 2 (colsum(G) * c - G^T x).
   GemmEpilogue<T> ep;
@@ -143,8 +182,7 @@ void rbf_backward_t(const CpuContext &ctx, const RbfBackwardArgs &a) {
     // (n, in) = (n, units) x (units, in): the dense layer's backward-data product
     gemm<T>(false, false, n, in, units, g.data(), ldg, c, a.ldc, dx, a.lddx, ep, nt);
     const double two_alpha = 2.0 * a.alpha;
-#pragma omp parallel for num_threads(pass_threads(nt, n * (units + in))) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
+    for_rows(n, pass_threads(nt, n * (units + in)), [&](int64_t i) {
       const T *gr = g.data() + i * ldg;
       double rs = 0.0;
       for (int64_t j = 0; j < units; ++j) rs += (double)gr[j];
@@ -152,7 +190,7 @@ void rbf_backward_t(const CpuContext &ctx, const RbfBackwardArgs &a) {
       const T *xr = x + i * a.ldx;
       T *dxr = dx + i * a.lddx;
       for (int64_t k = 0; k < in; ++k) dxr[k] += s * xr[k];
-    }
+    });
   }
   if (a.dc) {
     T *dc = static_cast<T *>(a.dc);
@@ -164,13 +202,12 @@ void rbf_backward_t(const CpuContext &ctx, const RbfBackwardArgs &a) {
       for (int64_t j = 0; j < units; ++j) colsum[j] += (double)gr[j];
     }
     const double two_alpha = 2.0 * a.alpha;
-#pragma omp parallel for num_threads(pass_threads(nt, units * in)) schedule(static)
-    for (int64_t j = 0; j < units; ++j) {
+    for_rows(units, pass_threads(nt, units * in), [&](int64_t j) {
       const T s = (T)(two_alpha * colsum[j]);
       const T *cr = c + j * a.ldc;
       T *dcr = dc + j * a.lddc;
       for (int64_t k = 0; k < in; ++k) dcr[k] += s * cr[k];
-    }
+    });
   }
 }
 
