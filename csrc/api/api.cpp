@@ -635,3 +635,92 @@ lwStatus_t lwBernoulliSample(lwHandle_t handle, uint64_t seed, uint64_t offset,
 }
 
 }  // extern "C"
+
+// ---- RBF units ----------------------------------------------------------------
+// x (n, in), centers (units, in), gamma (1, units): described, one float dtype, chaining.
+static void want_rbf_inputs(lwTensorDescriptor_t xDesc, const void *x, lwTensorDescriptor_t cDesc,
+                            const void *centers, lwTensorDescriptor_t gammaDesc, const void *gamma,
+                            const lwTensorStruct **xd, const lwTensorStruct **cd) {
+  *xd = tensor("x", xDesc, x);
+  *cd = tensor("centers", cDesc, centers);
+  if (!centers) bad("centers: data pointer is NULL");
+  auto *gd = tensor("gamma", gammaDesc, gamma);
+  if (!gamma) bad("gamma: data pointer is NULL");
+  want_float("x", *xd);
+  same_dtype("centers", *cd, "x", *xd);
+  same_dtype("gamma", gd, "x", *xd);
+  if ((*cd)->rows < 1) bad("centers: needs at least one unit (row)");
+  if ((*cd)->cols != (*xd)->cols) {
+    std::ostringstream s;
+    s << "centers: shape " << shape_str(*cd) << " does not chain with x " << shape_str(*xd)
+      << " (centers must be (units, " << (*xd)->cols << "))";
+    bad(s.str());
+  }
+  want_vector("gamma", gd, (*cd)->rows);
+}
+
+// An optional gradient output: both descriptor and pointer, or neither.
+static const lwTensorStruct *optional_output(const char *name, lwTensorDescriptor_t d, void *p,
+                                             const lwTensorStruct *ref, int64_t rows, int64_t cols) {
+  if (!p && !d) return nullptr;
+  auto *od = tensor(name, d, p);
+  if (!p) bad(std::string(name) + ": data pointer is NULL but its descriptor is set");
+  same_dtype(name, od, "x", ref);
+  want_shape(name, od, rows, cols);
+  return od;
+}
+
+extern "C" {
+
+lwStatus_t lwRbfForward(lwHandle_t handle, double alpha, lwTensorDescriptor_t xDesc, const void *x,
+                        lwTensorDescriptor_t cDesc, const void *centers,
+                        lwTensorDescriptor_t gammaDesc, const void *gamma, double beta,
+                        lwTensorDescriptor_t yDesc, void *y) {
+  return guarded([&] {
+    check_handle(handle);
+    const lwTensorStruct *xd, *cd;
+    want_rbf_inputs(xDesc, x, cDesc, centers, gammaDesc, gamma, &xd, &cd);
+    auto *yd = tensor("y", yDesc, y);
+    same_dtype("y", yd, "x", xd);
+    want_shape("y", yd, xd->rows, cd->rows);
+    want_finite("alpha", alpha);
+    want_finite("beta", beta);
+    RbfForwardArgs a{dt(xd), xd->rows, xd->cols, cd->rows, x, xd->stride, centers, cd->stride,
+                     gamma, y, yd->stride, alpha, beta};
+    if (a.n == 0) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, rbf_forward, a);
+  });
+}
+
+lwStatus_t lwRbfBackward(lwHandle_t handle, double alpha, lwTensorDescriptor_t xDesc, const void *x,
+                         lwTensorDescriptor_t cDesc, const void *centers,
+                         lwTensorDescriptor_t gammaDesc, const void *gamma,
+                         lwTensorDescriptor_t yDesc, const void *y, lwTensorDescriptor_t dyDesc,
+                         const void *dy, double beta, lwTensorDescriptor_t dxDesc, void *dx,
+                         lwTensorDescriptor_t dcDesc, void *dcenters,
+                         lwTensorDescriptor_t dgammaDesc, void *dgamma) {
+  return guarded([&] {
+    check_handle(handle);
+    const lwTensorStruct *xd, *cd;
+    want_rbf_inputs(xDesc, x, cDesc, centers, gammaDesc, gamma, &xd, &cd);
+    auto *yd = tensor("y", yDesc, y);
+    auto *dyd = tensor("dy", dyDesc, dy);
+    same_dtype("y", yd, "x", xd);
+    same_dtype("dy", dyd, "x", xd);
+    want_shape("y", yd, xd->rows, cd->rows);
+    want_shape("dy", dyd, xd->rows, cd->rows);
+    want_finite("alpha", alpha);
+    want_finite("beta", beta);
+    auto *dxd = optional_output("dx", dxDesc, dx, xd, xd->rows, xd->cols);
+    auto *dcd = optional_output("dcenters", dcDesc, dcenters, xd, cd->rows, cd->cols);
+    optional_output("dgamma", dgammaDesc, dgamma, xd, 1, cd->rows);
+    RbfBackwardArgs a{dt(xd), xd->rows, xd->cols, cd->rows, x, xd->stride, centers, cd->stride,
+                      gamma, y, yd->stride, dy, dyd->stride,
+                      (dxd && xd->rows > 0) ? dx : nullptr, dxd ? dxd->stride : 0,
+                      dcenters, dcd ? dcd->stride : 0, dgamma, alpha, beta};
+    if (!a.dx && !a.dc && !a.dgamma) return LW_STATUS_SUCCESS;
+    return LW_DISPATCH(handle, rbf_backward, a);
+  });
+}
+
+}  // extern "C"

@@ -181,3 +181,46 @@ lwStatus_t linear_backward_sgd(const CudaContext &, const LinearSgdArgs &);
 #endif
 
 }  // namespace lw
+
+// ---- RBF units (see lwRbfForward / lwRbfBackward) ----------------------------
+namespace lw {
+// y (n, units) = alpha * exp(-gamma_j ||x_i - c_j||^2) + beta * y; x (n, in),
+// c (units, in), gamma contiguous (units). y overlaps neither x nor c.
+struct RbfForwardArgs {
+  DType dtype;
+  int64_t n, in, units;
+  const void *x; int64_t ldx;
+  const void *c; int64_t ldc;
+  const void *gamma;
+  void *y; int64_t ldy;
+  double alpha, beta;
+};
+
+// Gradients of an RBF layer given its unblended output y and dL/dy; each of
+// dx (n, in), dc (units, in), dgamma (units) may be null and is blended as
+// alpha * gradient + beta * old value.
+struct RbfBackwardArgs {
+  DType dtype;
+  int64_t n, in, units;
+  const void *x; int64_t ldx;
+  const void *c; int64_t ldc;
+  const void *gamma;
+  const void *y; int64_t ldy;
+  const void *dy; int64_t lddy;
+  void *dx; int64_t lddx;
+  void *dc; int64_t lddc;
+  void *dgamma;
+  double alpha, beta;
+};
+
+namespace cpu {
+lwStatus_t rbf_forward(const CpuContext &, const RbfForwardArgs &);
+lwStatus_t rbf_backward(const CpuContext &, const RbfBackwardArgs &);
+}  // namespace cpu
+#ifdef LAYERWISE_WITH_CUDA
+namespace cuda {
+lwStatus_t rbf_forward(const CudaContext &, const RbfForwardArgs &);
+lwStatus_t rbf_backward(const CudaContext &, const RbfBackwardArgs &);
+}  // namespace cuda
+#endif
+}  // namespace lw

@@ -289,4 +289,33 @@ PYBIND11_MODULE(_core, m) {
           }
         },
         GIL());
+
+  // ---- RBF units -------------------------------------------------------------
+  m.def("rbf_forward",
+        [](Handle &h, int dt, double alpha, DataPtr x, int64_t xr, int64_t xc, int64_t xl,
+           DataPtr c, int64_t cr, int64_t cc, int64_t cl, DataPtr gamma, double beta, DataPtr y,
+           int64_t yr, int64_t yc, int64_t yl) {
+          Desc xd(dt, xr, xc, xl), cd(dt, cr, cc, cl), gd(dt, 1, cr, cr), yd(dt, yr, yc, yl);
+          check(lwRbfForward(h.get(), alpha, xd.get(), P(x), cd.get(), P(c), gd.get(), P(gamma),
+                             beta, yd.get(), P(y)));
+        },
+        GIL());
+
+  m.def("rbf_backward",
+        [](Handle &h, int dt, double alpha, DataPtr x, int64_t xr, int64_t xc, int64_t xl,
+           DataPtr c, int64_t cr, int64_t cc, int64_t cl, DataPtr gamma, DataPtr y, int64_t yl,
+           DataPtr dy, int64_t dyl, double beta, DataPtr dx, int64_t dxl, DataPtr dc, int64_t dcl,
+           DataPtr dgamma) {
+          Desc xd(dt, xr, xc, xl), cd(dt, cr, cc, cl), gd(dt, 1, cr, cr), yd(dt, xr, cr, yl),
+              dyd(dt, xr, cr, dyl);
+          Desc dxd, dcd, dgd;
+          if (dx) check(lwSetTensor2dDescriptor(dxd.get(), (lwDataType_t)dt, xr, xc, dxl));
+          if (dc) check(lwSetTensor2dDescriptor(dcd.get(), (lwDataType_t)dt, cr, cc, dcl));
+          if (dgamma) check(lwSetTensor2dDescriptor(dgd.get(), (lwDataType_t)dt, 1, cr, cr));
+          check(lwRbfBackward(h.get(), alpha, xd.get(), P(x), cd.get(), P(c), gd.get(), P(gamma),
+                              yd.get(), P(y), dyd.get(), P(dy), beta, dx ? dxd.get() : nullptr,
+                              P(dx), dc ? dcd.get() : nullptr, P(dc),
+                              dgamma ? dgd.get() : nullptr, P(dgamma)));
+        },
+        GIL());
 }

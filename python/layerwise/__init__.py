@@ -7,6 +7,7 @@ networks with backpropagation, SGD and greedy layer-wise pretraining.
 from . import _core, ops
 from . import nn, optim, train, pretrain, diagnostics
 from . import datasets
+from . import adversarial, rbf
 from . import onnx  # ONNX export; the onnx package itself is imported on first use
 
 __version__ = _core.version()

@@ -528,3 +528,73 @@ def bernoulli(p, *, seed, offset=0, out=None):
     Y = _as_mat(c, "out", out, P[1], P[2], writable=True)
     _core.bernoulli_sample(c.handle(), c.code, seed, offset, P[0], P[3], 0.0, *Y)
     return out
+
+
+# ---- RBF units -----------------------------------------------------------------
+def _rbf_inputs(c, x, centers, gamma):
+    X = c.mat("x", x)
+    C = c.mat("centers", centers)
+    if C[1] < 1:
+        raise ValueError("centers: needs at least one unit (row), got shape " f"{tuple(centers.shape)}")
+    if C[2] != X[2]:
+        raise ValueError(f"centers: expected shape (units, {X[2]}) to chain with x {tuple(x.shape)}, "
+                         f"got {tuple(centers.shape)}")
+    if gamma is None:
+        raise TypeError("gamma: expected an array, got None")
+    G = c.vec("gamma", gamma, C[1])
+    return X, C, G
+
+
+def rbf_forward(x, centers, gamma, *, out=None):
+    """y = exp(-gamma_j ||x_i - centers_j||^2): x (n, in), centers (units, in), gamma (units,) -> y (n, units).
+
+    The squared distances come from the matrix-product kernel as
+    ||x||^2 - 2 x centers^T + ||centers||^2, clamped at 0."""
+    c = _Call()
+    X, C, G = _rbf_inputs(c, x, centers, gamma)
+    if out is None:
+        out = c.empty((X[1], C[1]))
+    else:
+        _no_overlap("out", out, x=x, centers=centers, gamma=gamma)
+    Y = c.mat("out", out, X[1], C[1], writable=True)
+    _core.rbf_forward(c.handle(), c.code, 1.0, *X, *C, G[0], 0.0, *Y)
+    return out
+
+
+def rbf_backward(x, centers, gamma, y, dy, *, dx=None, dcenters=None, dgamma=None,
+                 need=("dx", "dcenters", "dgamma")):
+    """Gradients of an RBF layer: y = rbf_forward(x, centers, gamma), dy = dL/dy (n, units).
+
+    Returns ``(dx, dcenters, dgamma)``; a gradient is computed when its array is
+    given or its name is in ``need`` (otherwise it is ``None``)."""
+    c = _Call()
+    X, C, G = _rbf_inputs(c, x, centers, gamma)
+    need = set(need)
+    unknown = need - {"dx", "dcenters", "dgamma"}
+    if unknown:
+        raise ValueError(f"need: unknown gradient names {sorted(unknown)}; expected dx, dcenters, dgamma")
+    Y = c.mat("y", y, X[1], C[1])
+    DY = c.mat("dy", dy, X[1], C[1])
+    if dx is None and "dx" in need:
+        dx = c.empty((X[1], X[2]))
+    if dcenters is None and "dcenters" in need:
+        dcenters = c.empty((C[1], C[2]))
+    if dgamma is None and "dgamma" in need:
+        dgamma = c.empty((C[1],))
+    inputs = dict(x=x, centers=centers, gamma=gamma, y=y, dy=dy)
+    DX = (0, 0, 0, 0)
+    if dx is not None:
+        _no_overlap("dx", dx, **inputs)
+        DX = c.mat("dx", dx, X[1], X[2], writable=True)
+    DC = (0, 0, 0, 0)
+    if dcenters is not None:
+        _no_overlap("dcenters", dcenters, **inputs, dx=dx)
+        DC = c.mat("dcenters", dcenters, C[1], C[2], writable=True)
+    DG = (0, 0)
+    if dgamma is not None:
+        _no_overlap("dgamma", dgamma, **inputs, dx=dx, dcenters=dcenters)
+        DG = c.vec("dgamma", dgamma, C[1], writable=True)
+    _core.rbf_backward(c.handle(), c.code, 1.0, *X, *C, G[0], Y[0], Y[3], DY[0], DY[3], 0.0,
+                       DX[0], DX[3], DC[0], DC[3], DG[0])
+    return dx, dcenters, dgamma
+__all__ += ["rbf_forward", "rbf_backward"]

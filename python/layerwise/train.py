@@ -130,7 +130,7 @@ def _plain(obj):
 def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
         seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
-        checkpoint=None, checkpoint_every="epoch", resume=False, _outer=None) -> History:
+        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, _outer=None) -> History:
     """Trains ``net`` with minibatch SGD on (X, y); returns a History.
 
     loss: "softmax_cross_entropy" (net outputs logits, y class labels), "quadratic"/"mse"
@@ -161,6 +161,11 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         same arguments, on the same machine and thread count. A file of a finished run
         makes fit return its History at once, with the final weights loaded.
 
+    adversarial: ``dict(eps=0.25, alpha=0.5)`` trains on alpha J(x) + (1 - alpha) J(x + eps
+        sign(dJ/dx)) (Goodfellow et al. 2015), the adversarial batch made inside each step
+        (layerwise.adversarial.adversarial_objective); train_loss/train_error describe the
+        clean batches.
+
     Failures: a NaN or infinite training loss raises TrainingDiverged (epoch, batch, and the
     net left at its last finite weights). KeyboardInterrupt is re-raised after restoring the
     best epoch's weights (under early stopping); the History so far is attached to it as
@@ -181,6 +186,13 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     every = ckpt.parse_every(checkpoint_every)
     if resume and checkpoint is None:
         raise ValueError("resume: needs checkpoint=PATH to resume from")
+    if adversarial is not None:
+        if not isinstance(adversarial, dict):
+            raise TypeError(f"adversarial: expected a dict such as dict(eps=0.25, alpha=0.5), got "
+                            f"{type(adversarial).__name__}")
+        from .adversarial import adversarial_objective
+
+        net, loss = adversarial_objective(net, loss, **adversarial)
     loss_fn = nn.get_loss(loss)
     X, y, labels = prepare_data(net, X, y, loss=loss)
     have_val = X_val is not None or y_val is not None

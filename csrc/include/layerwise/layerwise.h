@@ -233,6 +233,35 @@ LW_API lwStatus_t lwBernoulliSample(lwHandle_t handle, uint64_t seed, uint64_t o
                                     lwTensorDescriptor_t pDesc, const void *p, double p_scalar,
                                     lwTensorDescriptor_t yDesc, void *y);
 
+/* ---- RBF units -----------------------------------------------------------
+ * Radial basis function units with centers c (units, in) and widths gamma (1, units):
+ *     y (n, units) = alpha * exp(-gamma_j * ||x_i - c_j||^2) + beta * y
+ * The squared distance is computed as ||x_i||^2 - 2 x_i . c_j + ||c_j||^2 on the
+ * matrix-product kernel and clamped at 0 against cancellation. y must not
+ * overlap x or centers. Widths are normally > 0 (a negative one makes the unit grow
+ * with the distance; it is not rejected, since values are never read on the host).
+ *
+ * lwRbfBackward takes y as lwRbfForward wrote it with alpha = 1, beta = 0, and dy,
+ * and writes, each when its pointer is not NULL (descriptor NULL with it):
+ *     dx (n, in)         = alpha * dL/dx      + beta * dx
+ *     dcenters (units, in) = alpha * dL/dc    + beta * dcenters
+ *     dgamma (1, units)  = alpha * dL/dgamma  + beta * dgamma
+ * With n == 0, dcenters and dgamma are scaled by beta. Outputs overlap no input. */
+LW_API lwStatus_t lwRbfForward(lwHandle_t handle, double alpha,
+                               lwTensorDescriptor_t xDesc, const void *x,
+                               lwTensorDescriptor_t cDesc, const void *centers,
+                               lwTensorDescriptor_t gammaDesc, const void *gamma, double beta,
+                               lwTensorDescriptor_t yDesc, void *y);
+LW_API lwStatus_t lwRbfBackward(lwHandle_t handle, double alpha,
+                                lwTensorDescriptor_t xDesc, const void *x,
+                                lwTensorDescriptor_t cDesc, const void *centers,
+                                lwTensorDescriptor_t gammaDesc, const void *gamma,
+                                lwTensorDescriptor_t yDesc, const void *y,
+                                lwTensorDescriptor_t dyDesc, const void *dy, double beta,
+                                lwTensorDescriptor_t dxDesc, void *dx,
+                                lwTensorDescriptor_t dcDesc, void *dcenters,
+                                lwTensorDescriptor_t dgammaDesc, void *dgamma);
+
 /* ---- build information -------------------------------------------------- */
 /* Comma-separated CPU kernel ISAs compiled in, e.g. "generic,avx2,avx512". */
 LW_API const char *lwGetCompiledIsas(void);

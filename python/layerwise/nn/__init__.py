@@ -44,3 +44,11 @@ __all__ = [
     "Parameter", "Module", "Linear", "Activation", "Sigmoid", "Tanh", "ReLU", "Threshold", "Identity",
     "Dropout", "Sequential", "mlp", "save", "load", "get_loss", "LOSSES", "linear_layers", "register_module",
 ]
+
+
+def __getattr__(name):
+    # nn.RBF lives in layerwise.rbf, which builds on this package: imported on first use.
+    if name == "RBF":
+        from ..rbf import RBF
+        return RBF
+    raise AttributeError(f"module 'layerwise.nn' has no attribute {name!r}")

@@ -309,13 +309,14 @@ class Sequential(Module):
 
     @property
     def in_features(self):
-        ls = linear_layers(self)
-        return ls[0].in_features if ls else None
+        """Inputs of the first layer that declares a size (Linear, RBF, ...); None if none does."""
+        sized = [m for m in self.layers() if getattr(m, "in_features", None) is not None]
+        return sized[0].in_features if sized else None
 
     @property
     def out_features(self):
-        ls = linear_layers(self)
-        return ls[-1].out_features if ls else None
+        sized = [m for m in self.layers() if getattr(m, "out_features", None) is not None]
+        return sized[-1].out_features if sized else None
 
     def __repr__(self):
         inner = ",\n  ".join(repr(m) for m in self.modules)
