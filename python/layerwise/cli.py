@@ -4,6 +4,8 @@
     layerwise bengio2006 [--preset smoke|quick|full] [--data DIR] [--device cpu|cuda]
                          [--out DIR] [--seed N] [--rows NAME,...] [--threads N]
                          [--no-progress] [--no-plots]
+    layerwise search --data DIR --trials N [--timeout S] [--storage URL] [--study NAME]
+                     [--space FILE] [--out DIR]      Optuna search over topologies and hyperparameters
 """
 from __future__ import annotations
 
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true",
                    help="no progress bars (by default they are drawn when stderr is a terminal)")
     b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
+    from . import search
+    search.add_arguments(sub.add_parser("search", help="topology and hyperparameter search on Optuna",
+                                        description=(search.__doc__ or "").split("\n\n")[0]))
     return parser
 
 
@@ -81,6 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"layerwise: error: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "search":
+        from . import search
+        return search.main(args)
     return 2  # unreachable: argparse rejects unknown commands
 
 
