@@ -165,6 +165,25 @@ def test_invalid_net_from_a_user_space_fails_one_trial_and_keeps_the_others(data
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
+def test_database_lost_mid_search_is_one_error_and_keeps_finished_trials(data, tmp_path):
+    def space(trial):
+        if trial.number == 1:
+            # What Optuna raises when the server goes away; its own cleanup may then raise
+            # an unrelated error, so the search looks for the cause along the chain.
+            try:
+                raise optuna.exceptions.StorageInternalError("connection refused: the server is gone")
+            except optuna.exceptions.StorageInternalError:
+                raise UnboundLocalError("optuna's cleanup failed too")
+        return {"hidden": [6], "activation": "sigmoid", "pretraining": "none", "optimizer": "sgd", "lr": 0.1,
+                "batch_size": 16, "epochs": 2}
+
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    with pytest.raises(search.SearchError, match="database lost during the search.*the server is gone"):
+        search.run(data, trials=3, storage=url, study="lost", space=space, plots=False, log=None)
+    study = optuna.load_study(study_name="lost", storage=url)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
 def test_cli_search_runs_and_reports_user_errors_in_one_line(tiny_dir, tmp_path, capsys):
     space = tmp_path / "space.json"
     space.write_text(json.dumps(TINY_SPACE))

@@ -428,6 +428,21 @@ def _first_line(e):
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _storage_failure(e):
+    """The database error behind ``e`` (anywhere in its chain of causes), or None.
+
+    When the database goes away mid-trial, Optuna can end up raising an unrelated error
+    from its own cleanup; the original failure is still in the chain."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, optuna.exceptions.StorageInternalError) or type(e).__module__.split(".")[0] in (
+                "sqlalchemy", "psycopg", "psycopg2", "sqlite3"):
+            return getattr(e, "__cause__", None) or e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _pruner(name, epochs):
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
@@ -457,9 +472,10 @@ def open_study(space, *, storage=None, study=None, pruner="median", epochs=20, s
     except SearchError:
         raise
     except Exception as e:
-        if type(e).__module__.startswith(("sqlalchemy", "psycopg")):
-            raise SearchError(f"storage: database error: {_first_line(e)}") from None
-        raise
+        cause = _storage_failure(e)
+        if cause is None:
+            raise
+        raise SearchError(f"storage: database error: {_first_line(cause)}") from None
     return s
 
 
@@ -607,15 +623,17 @@ def run(data, *, trials=None, timeout=None, storage=None, study=None, space=None
 
     try:
         s.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[progress], gc_after_trial=False)
+        all_trials = s.trials
     except SearchError:
         raise
     except Exception as e:
-        if type(e).__module__.startswith(("sqlalchemy", "psycopg")):
-            raise SearchError(f"storage: database error during the search (finished trials are kept): "
-                              f"{_first_line(e)}") from None
-        raise
+        cause = _storage_failure(e)
+        if cause is None:
+            raise
+        raise SearchError("storage: database lost during the search (finished trials are kept; the "
+                          "interrupted one is retried once its heartbeat goes stale, after 2 minutes): "
+                          f"{_first_line(cause)}") from None
 
-    all_trials = s.trials
     states = [t.state for t in all_trials]
     TS = optuna.trial.TrialState
     if TS.COMPLETE not in states:
