@@ -6,7 +6,6 @@ import struct
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -41,6 +41,7 @@ from . import nn, optim, pretrain, train
 __all__ = ["MLPClassifier", "PretrainedMLPClassifier", "MLPRegressor", "RBMTransformer"]
 
 _PRETRAININGS = ("supervised", "autoencoder", "rbm")
+_SGD_SOLVERS = ("sgd", "momentum", "nesterov")
 
 
 # ---- parameter checks (run in fit) -----------------------------------------------------------
@@ -134,15 +135,15 @@ class _BaseMLP(BaseEstimator):
 
     def _make_optimizer(self, net):
         kw = dict(lr=self.learning_rate_init, weight_decay=self.alpha)
-        if self.momentum:
+        if self.momentum and self.solver in _SGD_SOLVERS:  # as in scikit-learn: momentum is SGD's
             kw["momentum"] = self.momentum
         return optim.make_optimizer(self.solver, net.parameters(), **kw)
 
     # -- training --
     def _train(self, X, y, *, epochs, incremental):
         hidden = self._check_params()
-        first = incremental is False or not hasattr(self, "net_")
-        reset = first if incremental else not (self.warm_start and hasattr(self, "net_"))
+        fitted = hasattr(self, "net_")
+        reset = not fitted if incremental else not (self.warm_start and fitted)
         X, y = validate_data(self, X, y, reset=reset, **self._validate_kw)
         targets, n_out = self._targets(y, first=reset)
         seed = _seed(self.random_state)
@@ -243,7 +244,7 @@ class MLPClassifier(_ClassifierBase):
 
     hidden_layer_sizes: units of each hidden layer (an empty tuple: logistic regression);
     activation: sigmoid (default), tanh, relu, ...; solver: optimizer name for
-    ``layerwise.optim.make_optimizer``; alpha: L2 weight decay; batch_size: int or
+    ``layerwise.optim.make_optimizer`` (``momentum`` applies to the SGD ones); alpha: L2 weight decay; batch_size: int or
     "auto" (min(200, n_samples)); learning_rate_init, momentum: SGD settings;
     max_iter: epochs; early_stopping: hold out ``validation_fraction`` (stratified),
     stop after ``n_iter_no_change`` epochs without a lower validation error and keep
