@@ -121,6 +121,16 @@ def test_objective_reports_each_epoch_and_pruned_trials_stop_early(data):
         assert t.value == pytest.approx(min(t.intermediate_values.values()))
 
 
+def test_hyperband_search_counts_trials_and_epochs(data):
+    result = search.run(data, trials=6, space=tiny_space(epochs=4), pruner="hyperband", plots=False, log=None,
+                        sampler_seed=3)
+    trials = result.study.trials
+    assert result.trials == len(trials) == 6
+    assert result.pruned == sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    assert result.epochs_total == sum(len(t.intermediate_values) for t in trials)
+    assert result.best_value == min(t.value for t in trials if t.value is not None)
+
+
 def test_best_trial_is_reproducible_from_its_parameters(data):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     space = tiny_space(pretrainings=["none", "autoencoder"])

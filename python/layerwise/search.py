@@ -482,7 +482,11 @@ def open_study(space, *, storage=None, study=None, pruner="median", epochs=20, s
 # ---- the whole search ------------------------------------------------------------------------------
 @dataclass
 class SearchResult:
-    """What a search found (also written to best.json)."""
+    """What a search found (also written to best.json, less ``net`` and ``study``).
+
+    epochs_total: training epochs over all trials (what pruning saves shows here);
+    reproduced_value: the validation error of the best trial retrained from its
+    parameters, when this process did not hold its net (None otherwise)."""
 
     best_value: float
     best_trial: int
@@ -498,11 +502,11 @@ class SearchResult:
     epochs_total: int
     net: object = field(repr=False, default=None)
     figures: list = field(default_factory=list)
+    study: object = field(repr=False, default=None)
 
     def to_dict(self):
-        d = dataclasses.asdict(self)
-        d.pop("net")
-        return d
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("net", "study")}
+        return json.loads(json.dumps(d, default=float))
 
 
 def pareto_front(study):
@@ -650,7 +654,7 @@ def run(data, *, trials=None, timeout=None, storage=None, study=None, space=None
         best_config=best.user_attrs.get("config", {}), test_error=float(test_error), reproduced_value=reproduced,
         n_params=n_parameters(net), trials=len(all_trials), complete=states.count(TS.COMPLETE),
         pruned=states.count(TS.PRUNED), failed=states.count(TS.FAIL),
-        epochs_total=sum(_epochs_of(t) for t in all_trials), net=net)
+        epochs_total=sum(_epochs_of(t) for t in all_trials), net=net, study=s)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
