@@ -148,6 +148,24 @@ PYBIND11_MODULE(_core, m) {
   m.def("active_isa", [] { return std::string(lwGetActiveIsa()); });
   m.def("cuda_compiled", [] { return lwCudaCompiled() != 0; });
   m.def("cuda_device_count", [] { return lwCudaDeviceCount(); }, GIL());
+  m.def(
+      "measure_fma_peak",
+      [](int nthreads, double min_seconds, int repeats) {
+        double g = 0;
+        check(lwMeasureFmaPeak(nthreads, min_seconds, repeats, &g));
+        return g;
+      },
+      py::arg("nthreads"), py::arg("min_seconds") = 0.1, py::arg("repeats") = 3, GIL(),
+      "float32 FMA GFLOP/s of register-only chains on nthreads pool threads (best of repeats)");
+  m.def(
+      "measure_copy_bandwidth",
+      [](int nthreads, size_t bytes, int repeats) {
+        double g = 0;
+        check(lwMeasureCopyBandwidth(nthreads, bytes, repeats, &g));
+        return g;
+      },
+      py::arg("nthreads"), py::arg("bytes") = size_t(64) << 20, py::arg("repeats") = 5, GIL(),
+      "copy bandwidth in GB/s (read + written) of a bytes-sized memcpy on nthreads pool threads");
 
   py::class_<Handle>(m, "Handle")
       .def(py::init<const std::string &>(), py::arg("device") = "cpu")
