@@ -99,9 +99,12 @@ def test_failing_worker_raises_with_its_error(tmp_path):
 
 # ---- the benchmarks end to end -----------------------------------------------------------------
 def run_bench(tmp_path, script, *extra):
+    """--no-torch: torch's start-up and its spinning OpenMP on a busy 2-core machine would
+    make this a minutes-long test; the torch contender has its own worker-level tests below."""
     out = tmp_path / "out.json"
     proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--repeats", "2",
-                           "--json", str(out), *extra], capture_output=True, text=True, timeout=240)
+                           "--no-torch", "--json", str(out), *extra], capture_output=True, text=True,
+                          timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -163,6 +166,34 @@ def test_bench_train_quick(tmp_path):
                     "fraction_of_bytes_limit", "fraction_of_flops_limit"):
             assert positive_finite(lim[key]), key
     assert "| batch |" in text
+
+
+def test_torch_kernel_worker_times_every_case():
+    """The torch contender's calls (F.linear, aten sigmoid_backward, torch.optim foreach)
+    on one case of each op, in its own process like in a real run, on one thread."""
+    pytest.importorskip("torch")
+    import bench_kernels as BK
+
+    cases = BK.make_cases(quick=True, with_optimizers=True)
+    picked = {}
+    for c in cases:
+        picked.setdefault(c["op"], c)
+    payload = {"contender": "torch", "threads": 1, "cases": list(picked.values()), "min_time": 1e-4,
+               "samples": 1}
+    out = H.run_worker(os.path.join(BENCH, "bench_kernels.py"), "kernel_worker", payload,
+                       H.worker_env(1), 180)
+    assert not out["errors"], out["errors"]
+    assert set(out["seconds"]) == {c["id"] for c in picked.values()}
+    assert all(positive_finite(v) for v in out["seconds"].values())
+
+
+def test_torch_train_worker_runs_every_batch():
+    pytest.importorskip("torch")
+    import bench_train as BT
+
+    payload = {"contender": "torch", "threads": 1, "sizes": BT.QUICK_SIZES, "samples": 40, "batches": [10, 32]}
+    out = H.run_worker(os.path.join(BENCH, "bench_train.py"), "train_worker", payload, H.worker_env(1), 180)
+    assert set(out["seconds"]) == {"10", "32"} and all(positive_finite(v) for v in out["seconds"].values())
 
 
 @pytest.mark.parametrize("script", ["bench_kernels.py", "bench_train.py"])
