@@ -190,10 +190,11 @@ def probe_worker(payload):
     }
 
 
-def machine_record(threads, isa_envs, quick=False, timeout=300):
+def machine_record(threads, isa_envs, with_torch, quick=False, timeout=300):
     """What every run records: CPU, caches, versions, and per ISA variant the
     measured FMA peak and copy bandwidth (in a worker of its own, with that
-    variant's environment). isa_envs: {label: extra env}."""
+    variant's environment). isa_envs: {label: extra env}. The torch version is
+    recorded only when torch is a contender of the run."""
     import layerwise
     import numpy
 
@@ -203,12 +204,11 @@ def machine_record(threads, isa_envs, quick=False, timeout=300):
     probes = {label: run_worker(__file__, "probe_worker", dict(payload, threads=threads),
                                 worker_env(threads, env), timeout)
               for label, env in isa_envs.items()}
-    try:
+    torch_version = None
+    if with_torch:
         import importlib.metadata as md
 
         torch_version = md.version("torch")
-    except Exception:
-        torch_version = None
     return {
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
@@ -247,9 +247,11 @@ def machine_lines(machine):
     caches = ", ".join(f"{k} {v // 1024} KiB" for k, v in sorted(c.items())) or "unknown"
     lines = [f"- CPU: {machine['cpu_model']} ({machine['logical_cpus']} logical CPUs), caches of cpu0: {caches}",
              f"- threads for every contender: {machine['threads']}; numpy {machine['numpy']}, "
-             f"torch {machine['torch'] or 'not installed'}, layerwise {machine['backend'].get('version')}; "
+             f"torch {machine['torch'] or 'not run'}, layerwise {machine['backend'].get('version')}; "
              f"load average {machine['load_average']}"]
     for label, p in machine["probes"].items():
+        if "[" in label and label.split("[")[1].rstrip("]") != p["isa"]:
+            lines.append(f"- note: {label} asked for an ISA this CPU or build lacks; it ran {p['isa']}")
         lines.append(f"- {label} (ISA {p['isa']}): FMA peak {p['fma_gflops_1_thread']:.1f} GFLOP/s on 1 thread, "
                      f"{p['fma_gflops_all_threads']:.1f} on {machine['threads']}; copy bandwidth "
                      f"{p['copy_gbps_1_thread']:.1f} GB/s on 1 thread, {p['copy_gbps_all_threads']:.1f} on "

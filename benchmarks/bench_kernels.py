@@ -440,7 +440,7 @@ def main(argv=None):
     if not args.no_torch and importlib.util.find_spec("torch") is not None:
         contenders["torch"] = {}
     log = (lambda m: print(m, file=sys.stderr, flush=True))
-    machine = H.machine_record(args.threads, variants, quick=args.quick)
+    machine = H.machine_record(args.threads, variants, "torch" in contenders, quick=args.quick)
     cases = make_cases(args.quick, with_optimizers=hasattr(ops, "optimizer_step"))
     runs = H.alternate(__file__, "kernel_worker", contenders,
                        {"cases": cases, "min_time": min_time, "samples": args.samples},

@@ -338,7 +338,7 @@ def main(argv=None):
     if not args.no_torch and importlib.util.find_spec("torch") is not None:
         contenders["torch"] = {}
     log = (lambda m: print(m, file=sys.stderr, flush=True))
-    machine = H.machine_record(args.threads, variants, quick=args.quick)
+    machine = H.machine_record(args.threads, variants, "torch" in contenders, quick=args.quick)
     runs = H.alternate(__file__, "train_worker", contenders,
                        {"sizes": sizes, "samples": samples, "batches": args.batches}, repeats, args.threads, log=log)
     for name in variants:
