@@ -31,10 +31,17 @@ Rows and targets (issue 13; benchmarks, not tests):
     counting the bytes the op must read and write once.
   - every optimizer step (SGD momentum included) >= 2x torch.optim's foreach
     implementation on the same 4M floats.
+
+--json PATH writes {"benchmark", "machine" (see _harness.machine_record),
+"settings", "rows": [{"id", "kind", "op", "unit", "batch", "seconds": {contender:
+{median, min, max, q1, q3, n}}, "rate": {contender: {median, min, max}},
+"ratios": {"layerwise/numpy": x, ...}, "errors"}], "targets": [{"target", "row",
+"variant", "value", "need", "pass"}]}.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -430,7 +437,6 @@ def main(argv=None):
         ap.error("--isa and --both-isas exclude each other")
 
     from layerwise import ops
-    import importlib.util
 
     repeats = args.repeats or (2 if args.quick else 7)
     min_time = args.min_time or (0.002 if args.quick else 0.02)

@@ -31,6 +31,12 @@ and ISA):
 
 Fractions are achieved / limit (1.0 would be the machine's limit).
 
+--json PATH writes {"benchmark", "machine", "settings", "parameters",
+"flops_per_sample", "bytes_per_step", "rows": [{"batch", "samples_per_second":
+{contender: {median, min, max}}, "ratios": {"layerwise/torch": x, ...}, "limits":
+{variant: {bytes_limit_samples_per_second, flops_limit_samples_per_second,
+fraction_of_bytes_limit, fraction_of_flops_limit}}}], "raw_seconds", "profile"}.
+
 --profile (layerwise only, in this process) breaks one epoch down by ops call
 and estimates the fixed per-call cost, to show where time goes.
 """

@@ -168,32 +168,30 @@ def test_bench_train_quick(tmp_path):
     assert "| batch |" in text
 
 
-def test_torch_kernel_worker_times_every_case():
-    """The torch contender's calls (F.linear, aten sigmoid_backward, torch.optim foreach)
-    on one case of each op, in its own process like in a real run, on one thread."""
+def test_torch_workers_time_every_case(tmp_path):
+    """The torch contenders' calls (F.linear, aten sigmoid_backward, torch.optim foreach, the
+    torch.nn training loop) on one case of each op, in a process of their own like in a real
+    run, on one thread. Both workers share the process: importing torch is most of the cost."""
     pytest.importorskip("torch")
     import bench_kernels as BK
-
-    cases = BK.make_cases(quick=True, with_optimizers=True)
-    picked = {}
-    for c in cases:
-        picked.setdefault(c["op"], c)
-    payload = {"contender": "torch", "threads": 1, "cases": list(picked.values()), "min_time": 1e-4,
-               "samples": 1}
-    out = H.run_worker(os.path.join(BENCH, "bench_kernels.py"), "kernel_worker", payload,
-                       H.worker_env(1), 180)
-    assert not out["errors"], out["errors"]
-    assert set(out["seconds"]) == {c["id"] for c in picked.values()}
-    assert all(positive_finite(v) for v in out["seconds"].values())
-
-
-def test_torch_train_worker_runs_every_batch():
-    pytest.importorskip("torch")
     import bench_train as BT
 
-    payload = {"contender": "torch", "threads": 1, "sizes": BT.QUICK_SIZES, "samples": 40, "batches": [10, 32]}
-    out = H.run_worker(os.path.join(BENCH, "bench_train.py"), "train_worker", payload, H.worker_env(1), 180)
-    assert set(out["seconds"]) == {"10", "32"} and all(positive_finite(v) for v in out["seconds"].values())
+    picked = {}
+    for c in BK.make_cases(quick=True, with_optimizers=True):
+        picked.setdefault(c["op"], c)
+    script = tmp_path / "both.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {BENCH!r})\nimport bench_kernels, bench_train\n"
+                      "def work(p):\n"
+                      "    return [bench_kernels.kernel_worker(p['k']), bench_train.train_worker(p['t'])]\n")
+    payload = {"k": {"contender": "torch", "threads": 1, "cases": list(picked.values()), "min_time": 1e-4,
+                     "samples": 1},
+               "t": {"contender": "torch", "threads": 1, "sizes": BT.QUICK_SIZES, "samples": 40,
+                     "batches": [10, 32]}}
+    kernels, train = H.run_worker(str(script), "work", payload, H.worker_env(1), 240)
+    assert not kernels["errors"], kernels["errors"]
+    assert set(kernels["seconds"]) == {c["id"] for c in picked.values()}
+    assert all(positive_finite(v) for v in kernels["seconds"].values())
+    assert set(train["seconds"]) == {"10", "32"} and all(positive_finite(v) for v in train["seconds"].values())
 
 
 @pytest.mark.parametrize("script", ["bench_kernels.py", "bench_train.py"])
