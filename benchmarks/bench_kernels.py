@@ -26,7 +26,7 @@ Rows and targets (issue 13; benchmarks, not tests):
     >= 1.5x NumPy. Linear layers allocate their output, like NumPy's `@`.
   - 2048^3 forward identity >= 85 % of the measured FMA peak (all threads).
   - elementwise (sigmoid forward/backward, softmax, SGD momentum, and the
-    optimizer steps when layerwise.ops has optimizer_step), all float32 into
+    Adam, AdamW, RMSprop and Adagrad steps when layerwise.ops has optimizer_step), all float32 into
     preallocated outputs or in place: >= 80 % of the measured copy bandwidth,
     counting the bytes the op must read and write once.
   - every optimizer step (SGD momentum included) >= 2x torch.optim's foreach
@@ -64,10 +64,11 @@ BYTES_PER_ELEMENT = {
     "softmax": 8,            # x -> y
     "sgd_momentum": 20,      # p, g, v -> p, v
     "adam": 28,              # p, g, m, v -> p, m, v
+    "adamw": 28,             # p, g, m, v -> p, m, v
     "rmsprop": 20,           # p, g, sq -> p, sq
     "adagrad": 20,           # p, g, sum -> p, sum
 }
-OPTIMIZERS = ("sgd_momentum", "adam", "rmsprop", "adagrad")
+OPTIMIZERS = ("sgd_momentum", "adam", "adamw", "rmsprop", "adagrad")
 
 
 # ---- the cases ---------------------------------------------------------------------------------
@@ -166,19 +167,16 @@ def layerwise_call(case, d):
 
 
 def layerwise_optimizer_call(op, d):
-    """Adam / RMSprop / AdaGrad through layerwise.ops.optimizer_step, which the
-    optimizer work adds (absent: the row is skipped before it gets here). The
-    assumed form follows lwOptimizerStep: param and grad, the list of state
-    buffers (zero-filled), the optimizer's name and the step number; if the
-    landed signature differs, this function is the one place to adapt."""
+    """Adam / AdamW / RMSprop / Adagrad through layerwise.ops.optimizer_step (the rows
+    exist only when layerwise.ops has it), with torch.optim's defaults like the
+    other contenders, zero-filled state, and step number 1 on every call."""
     import numpy as np
 
     from layerwise import ops
 
-    name = {"adam": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad"}[op]
     p, g = d["p"], d["g"]
-    state = [np.zeros_like(p) for _ in range(2 if op == "adam" else 1)]
-    return lambda: ops.optimizer_step(p, g, state, optimizer=name, step=1)
+    state = [np.zeros_like(p) for _ in range(2 if op in ("adam", "adamw") else 1)]
+    return lambda: ops.optimizer_step(p, g, state, mode=op, step=1)
 
 
 def numpy_call(case, d):
@@ -228,10 +226,13 @@ def numpy_call(case, d):
             v.__iadd__(g)
             p.__isub__(LR * v)
         return sgd
-    if op == "adam":  # torch.optim.Adam's defaults, step 1's bias correction
+    if op in ("adam", "adamw"):  # torch.optim's defaults, step 1's bias correction
         m, v, b1, b2, eps = np.zeros_like(p), np.zeros_like(p), 0.9, 0.999, 1e-8
+        decay = 1 - 1e-3 * 1e-2 if op == "adamw" else None  # AdamW: lr 1e-3, weight_decay 1e-2
 
         def adam():
+            if decay is not None:
+                p.__imul__(decay)
             m.__imul__(b1)
             m.__iadd__((1 - b1) * g)
             v.__imul__(b2)
@@ -283,6 +284,7 @@ def torch_call(case, d):
     param.grad = t["g"]
     make = {"sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True),
             "adam": lambda ps: torch.optim.Adam(ps, foreach=True),
+            "adamw": lambda ps: torch.optim.AdamW(ps, foreach=True),
             "rmsprop": lambda ps: torch.optim.RMSprop(ps, foreach=True),
             "adagrad": lambda ps: torch.optim.Adagrad(ps, foreach=True)}[op]
     opt = make([param])

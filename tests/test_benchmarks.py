@@ -194,6 +194,22 @@ def test_torch_workers_time_every_case(tmp_path):
     assert set(train["seconds"]) == {"10", "32"} and all(positive_finite(v) for v in train["seconds"].values())
 
 
+@pytest.mark.parametrize("contender", ["numpy", "layerwise"])
+def test_optimizer_rows(contender):
+    """Adam/AdamW/RMSprop/Adagrad rows: NumPy always; layerwise once ops.optimizer_step exists."""
+    if contender == "layerwise" and not hasattr(layerwise.ops, "optimizer_step"):
+        pytest.skip("layerwise.ops has no optimizer_step in this build")
+    import bench_kernels as BK
+
+    cases = [c for c in BK.make_cases(quick=True, with_optimizers=True) if c["kind"] == "optimizer"]
+    assert {c["op"] for c in cases} == set(BK.OPTIMIZERS)
+    payload = {"contender": contender, "threads": 1, "cases": cases, "min_time": 1e-4, "samples": 1}
+    out = H.run_worker(os.path.join(BENCH, "bench_kernels.py"), "kernel_worker", payload, H.worker_env(1), 120)
+    assert not out["errors"], out["errors"]
+    assert set(out["seconds"]) == {c["id"] for c in cases}
+    assert all(positive_finite(v) for v in out["seconds"].values())
+
+
 @pytest.mark.parametrize("script", ["bench_kernels.py", "bench_train.py"])
 def test_bench_rejects_bad_options(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--threads", "0"],
