@@ -179,7 +179,7 @@ def profile(X, y, bs, sizes):
 
     ops = lw.ops
     names = ["linear_forward", "linear_backward_data", "linear_backward_weights", "activation_backward",
-             "softmax_cross_entropy", "sgd_update"]
+             "softmax_cross_entropy", "sgd_update", "linear_backward_sgd"]
     totals, counts = defaultdict(float), defaultdict(int)
     originals = {n: getattr(ops, n) for n in names}
 
