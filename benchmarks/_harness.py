@@ -8,8 +8,9 @@ Why one process per contender
     other cores while the second one runs, so the second is measured on a
     machine it shares with an idle-but-busy library. Both benchmarks were
     misled by this before. Here every contender runs in a fresh Python that
-    imports only its own library, and the contenders take turns (A B C A B C
-    ...), so slow drift of the machine's load hits all of them alike.
+    imports only its own library (plus NumPy for the data, and layerwise,
+    whose idle pool sleeps instead of spinning), and the contenders take turns
+    (A B C A B C ...), so slow drift of the machine's load hits all of them alike.
 
 Why the thread count is set explicitly, and the same for all
     Each library would otherwise pick its own default (all cores, or the
