@@ -148,6 +148,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("active_isa", [] { return std::string(lwGetActiveIsa()); });
   m.def("cuda_compiled", [] { return lwCudaCompiled() != 0; });
   m.def("cuda_device_count", [] { return lwCudaDeviceCount(); }, GIL());
+
+  py::class_<Handle>(m, "Handle")
+      .def(py::init<const std::string &>(), py::arg("device") = "cpu")
+      .def_property_readonly("device", &Handle::device)
+      .def_property("num_threads", &Handle::num_threads, &Handle::set_num_threads)
+      .def("set_stream", &Handle::set_stream)
+      .def("stream", &Handle::stream);
+
+  // ---- machine probes (for the benchmarks' fractions of peak) ---------------
   m.def(
       "measure_fma_peak",
       [](int nthreads, double min_seconds, int repeats) {
@@ -166,13 +175,6 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("nthreads"), py::arg("bytes") = size_t(64) << 20, py::arg("repeats") = 5, GIL(),
       "copy bandwidth in GB/s (read + written) of a bytes-sized memcpy on nthreads pool threads");
-
-  py::class_<Handle>(m, "Handle")
-      .def(py::init<const std::string &>(), py::arg("device") = "cpu")
-      .def_property_readonly("device", &Handle::device)
-      .def_property("num_threads", &Handle::num_threads, &Handle::set_num_threads)
-      .def("set_stream", &Handle::set_stream)
-      .def("stream", &Handle::stream);
 
   // ---- dense layers --------------------------------------------------------
   m.def("linear_forward",
