@@ -156,6 +156,26 @@ PYBIND11_MODULE(_core, m) {
       .def("set_stream", &Handle::set_stream)
       .def("stream", &Handle::stream);
 
+  // ---- machine probes (for the benchmarks' fractions of peak) ---------------
+  m.def(
+      "measure_fma_peak",
+      [](int nthreads, double min_seconds, int repeats) {
+        double g = 0;
+        check(lwMeasureFmaPeak(nthreads, min_seconds, repeats, &g));
+        return g;
+      },
+      py::arg("nthreads"), py::arg("min_seconds") = 0.1, py::arg("repeats") = 3, GIL(),
+      "float32 FMA GFLOP/s of register-only chains on nthreads pool threads (best of repeats)");
+  m.def(
+      "measure_copy_bandwidth",
+      [](int nthreads, size_t bytes, int repeats) {
+        double g = 0;
+        check(lwMeasureCopyBandwidth(nthreads, bytes, repeats, &g));
+        return g;
+      },
+      py::arg("nthreads"), py::arg("bytes") = size_t(64) << 20, py::arg("repeats") = 5, GIL(),
+      "copy bandwidth in GB/s (read + written) of a bytes-sized memcpy on nthreads pool threads");
+
   // ---- dense layers --------------------------------------------------------
   m.def("linear_forward",
         [](Handle &h, int dt, double alpha, DataPtr x, int64_t xr, int64_t xc, int64_t xl,

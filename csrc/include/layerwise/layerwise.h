@@ -110,6 +110,23 @@ LW_API const char *lwGetErrorString(lwStatus_t status);
 LW_API const char *lwGetLastErrorMessage(void);
 LW_API size_t lwGetVersion(void);
 
+/* ---- machine probes -------------------------------------------------------
+ * What this CPU delivers to this process, for benchmarks that report a
+ * fraction of peak. Both run on the CPU thread pool with the active ISA.
+ * lwMeasureFmaPeak: float32 multiply-add rate of independent register-only
+ *   FMA chains on the widest vector ISA in use (multiply + add on "generic"),
+ *   on nthreads threads together, in GFLOP/s (2 flops per lane per FMA). The
+ *   iteration count grows until one run lasts min_seconds; the best of
+ *   `repeats` runs is reported. nthreads in [1, 4096], min_seconds in (0, 60],
+ *   repeats in [1, 1000].
+ * lwMeasureCopyBandwidth: copies one buffer of `bytes` into another (memcpy
+ *   over nthreads page-aligned slices, buffers first touched by the thread that
+ *   copies them), best of `repeats`, in GB/s counting bytes read + bytes
+ *   written (2 * bytes per copy). Pick bytes well above the last-level cache
+ *   to measure memory. bytes in [4096, 2^36].                                 */
+LW_API lwStatus_t lwMeasureFmaPeak(int nthreads, double min_seconds, int repeats, double *gflops);
+LW_API lwStatus_t lwMeasureCopyBandwidth(int nthreads, size_t bytes, int repeats, double *gbps);
+
 /* ---- handles -------------------------------------------------------------
  * lwCreate(LW_DEVICE_CUDA) returns NOT_SUPPORTED in a build without CUDA and
  * EXECUTION_FAILED (with a message) when no usable GPU or driver is found. */
