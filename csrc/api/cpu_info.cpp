@@ -1,5 +1,5 @@
 // cpu_info.cpp -- the C API's CPU description and GEMM blocking entry points
-// (lwGetCpuInfo, lwDeriveGemmBlocking); the work is in csrc/cpu/cpuinfo.cpp.
+// (lwGetCpuInfo, lwSetGemmBlocking, lwDeriveGemmBlocking); the work is in csrc/cpu/cpuinfo.cpp.
 #include <cstring>
 #include <exception>
 #include <string>
@@ -29,6 +29,19 @@ lwStatus_t lwGetCpuInfo(lwCpuInfo_t *info) {
   return guarded_call([&] {
     if (!info) return lw::fail(LW_STATUS_BAD_PARAM, "info: output pointer is NULL");
     return lw::cpu::describe_cpu(info);
+  });
+}
+
+lwStatus_t lwSetGemmBlocking(lwDataType_t dtype, lwGemmShapeClass_t shape, const lwGemmBlocking_t *blocking) {
+  return guarded_call([&] {
+    int dt, sh;
+    std::memcpy(&dt, &dtype, sizeof dt);  // C callers may pass any int
+    std::memcpy(&sh, &shape, sizeof sh);
+    if (dt != LW_FLOAT32 && dt != LW_FLOAT64)
+      return lw::fail(LW_STATUS_BAD_PARAM, "dtype: must be LW_FLOAT32 or LW_FLOAT64");
+    if (sh != LW_GEMM_SHAPE_BATCH && sh != LW_GEMM_SHAPE_SQUARE)
+      return lw::fail(LW_STATUS_BAD_PARAM, "shape: must be LW_GEMM_SHAPE_BATCH or LW_GEMM_SHAPE_SQUARE");
+    return lw::cpu::set_gemm_blocking(dt == LW_FLOAT32 ? lw::DType::F32 : lw::DType::F64, sh, blocking);
   });
 }
 

@@ -167,6 +167,8 @@ const char *active_isa();
 lwStatus_t describe_cpu(lwCpuInfo_t *info);
 // LW_STATUS_SUCCESS, or BAD_PARAM with a message when LAYERWISE_GEMM_BLOCKS is malformed.
 lwStatus_t check_environment();
+// lwSetGemmBlocking's work (shape already checked; b may be null: reset).
+lwStatus_t set_gemm_blocking(DType dtype, int shape, const lwGemmBlocking_t *b);
 // lwDeriveGemmBlocking's work; the arguments are checked by the caller.
 lwStatus_t derive_gemm_blocking(const lwCacheSizes_t &caches, bool avx512, DType dtype,
                                 lwGemmBlocking_t *out);

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <string>
 
 #include "../common/backend.h"
@@ -225,16 +226,8 @@ int parse_blocks(const char *s, GemmBlocks *out, const char **why) {
     *why = "LAYERWISE_GEMM_BLOCKS must be \"mc,kc,nc\": three positive decimal integers separated by commas";
     return -1;
   }
-  if (v[0] < 1 || v[0] > 16384) {
-    *why = "LAYERWISE_GEMM_BLOCKS: mc must be in [1, 16384]";
-    return -1;
-  }
-  if (v[1] < 8 || v[1] > 8192) {
-    *why = "LAYERWISE_GEMM_BLOCKS: kc must be in [8, 8192]";
-    return -1;
-  }
-  if (v[2] < 1 || v[2] > 65536) {
-    *why = "LAYERWISE_GEMM_BLOCKS: nc must be in [1, 65536]";
+  if (const char *range = check_blocks(v[0], v[1], v[2])) {
+    *why = range;
     return -1;
   }
   out->mc = v[0];
@@ -243,7 +236,36 @@ int parse_blocks(const char *s, GemmBlocks *out, const char **why) {
   return 1;
 }
 
+// Tuned blockings per (element size, shape class): every field is read and written
+// atomically, so a GEMM running while tune() switches candidates sees valid values.
+struct TunedSlot {
+  std::atomic<bool> set{false};
+  std::atomic<int64_t> mc{0}, kc{0}, nc{0};
+};
+TunedSlot g_tuned[2][2];  // [f64][shape]
+
 }  // namespace
+
+const char *check_blocks(int64_t mc, int64_t kc, int64_t nc) {
+  if (mc < 1 || mc > 16384) return "LAYERWISE_GEMM_BLOCKS: mc must be in [1, 16384]";
+  if (kc < 8 || kc > 8192) return "LAYERWISE_GEMM_BLOCKS: kc must be in [8, 8192]";
+  if (nc < 1 || nc > 65536) return "LAYERWISE_GEMM_BLOCKS: nc must be in [1, 65536]";
+  return nullptr;
+}
+
+int shape_class(int64_t M, int64_t N, int64_t K) {
+  return M >= 512 && N >= 512 && K >= 512 ? kShapeSquare : kShapeBatch;
+}
+
+void set_tuned_blocks(int elem_bytes, int shape, bool set, GemmBlocks b) {
+  TunedSlot &t = g_tuned[elem_bytes == 8][shape == kShapeSquare];
+  t.set.store(false, std::memory_order_release);
+  if (!set) return;
+  t.mc.store(b.mc, std::memory_order_relaxed);
+  t.kc.store(b.kc, std::memory_order_relaxed);
+  t.nc.store(b.nc, std::memory_order_relaxed);
+  t.set.store(true, std::memory_order_release);
+}
 
 MicroTile micro_tile(Isa isa, int elem_bytes) {
   const bool f32 = elem_bytes == 4;
@@ -294,16 +316,23 @@ int gemm_blocks_env(GemmBlocks *raw, const char **why) {
   return parsed.state;
 }
 
-GemmBlocks gemm_blocks(int elem_bytes, MicroTile tile, const char **source) {
-  GemmBlocks env{};
-  if (gemm_blocks_env(&env, nullptr) == 1) {
+GemmBlocks gemm_blocks(int elem_bytes, MicroTile tile, int shape, const char **source) {
+  GemmBlocks b{};
+  const TunedSlot &t = g_tuned[elem_bytes == 8][shape == kShapeSquare];
+  if (gemm_blocks_env(&b, nullptr) == 1) {
     if (source) *source = "env";
-    env.mc = round_up(env.mc, tile.mr > 0 ? tile.mr : 1);
-    env.nc = round_up(env.nc, tile.nr > 0 ? tile.nr : 1);
-    return env;
+  } else if (t.set.load(std::memory_order_acquire)) {
+    b.mc = t.mc.load(std::memory_order_relaxed);
+    b.kc = t.kc.load(std::memory_order_relaxed);
+    b.nc = t.nc.load(std::memory_order_relaxed);
+    if (source) *source = "tuned";
+  } else {
+    if (source) *source = "analytical";
+    return derive_gemm_blocks(cache_info(), elem_bytes, tile);
   }
-  if (source) *source = "analytical";
-  return derive_gemm_blocks(cache_info(), elem_bytes, tile);
+  b.mc = round_up(b.mc, tile.mr > 0 ? tile.mr : 1);
+  b.nc = round_up(b.nc, tile.nr > 0 ? tile.nr : 1);
+  return b;
 }
 
 }  // namespace lw::cpu
@@ -354,8 +383,9 @@ lwStatus_t describe_cpu(lwCpuInfo_t *info) {
   const char *source = "none";
   const MicroTile t32 = micro_tile(isa, 4), t64 = micro_tile(isa, 8);
   if (t32.mr > 0) {
-    info->gemm_f32 = to_api(gemm_blocks(4, t32, &source), t32);
-    info->gemm_f64 = to_api(gemm_blocks(8, t64, &source), t64);
+    // gemm_source describes float32, the dtype tune() tunes.
+    info->gemm_f64 = to_api(gemm_blocks(8, t64, kShapeBatch, &source), t64);
+    info->gemm_f32 = to_api(gemm_blocks(4, t32, kShapeBatch, &source), t32);
   }
   copy_str(info->gemm_source, sizeof info->gemm_source, source);
   return LW_STATUS_SUCCESS;
@@ -374,4 +404,17 @@ lwStatus_t derive_gemm_blocking(const lwCacheSizes_t &caches, bool avx512, DType
   return LW_STATUS_SUCCESS;
 }
 
+}  // namespace lw::cpu
+
+namespace lw::cpu {
+lwStatus_t set_gemm_blocking(DType dtype, int shape, const lwGemmBlocking_t *b) {
+  if (b) {
+    if (const char *why = check_blocks(b->mc, b->kc, b->nc))
+      return fail(LW_STATUS_BAD_PARAM, std::string("blocking: ") + (why + std::strlen("LAYERWISE_GEMM_BLOCKS: ")));
+  }
+  GemmBlocks g{};
+  if (b) g = GemmBlocks{b->mc, b->kc, b->nc};
+  set_tuned_blocks(dtype == DType::F32 ? 4 : 8, shape, b != nullptr, g);
+  return LW_STATUS_SUCCESS;
+}
 }  // namespace lw::cpu

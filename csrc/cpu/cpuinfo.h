@@ -57,9 +57,21 @@ GemmBlocks derive_gemm_blocks(const CacheInfo &caches, int elem_bytes, MicroTile
 // malformed. Read once per process.
 int gemm_blocks_env(GemmBlocks *raw, const char **why);
 
-// The blocking the packed GEMM uses for this tile: LAYERWISE_GEMM_BLOCKS when set
-// and valid (mc, nc rounded up to multiples of mr, nr), else the analytical one.
-// *source (may be null) gets "env" or "analytical".
-GemmBlocks gemm_blocks(int elem_bytes, MicroTile tile, const char **source);
+// Shape classes of the packed GEMM (lwGemmShapeClass_t): square when M, N, K >= 512.
+constexpr int kShapeBatch = 0, kShapeSquare = 1;
+int shape_class(int64_t M, int64_t N, int64_t K);
+
+// Strict range check of a blocking (the rules of LAYERWISE_GEMM_BLOCKS); null
+// when valid, else the reason.
+const char *check_blocks(int64_t mc, int64_t kc, int64_t nc);
+// The process-wide tuned blocking of one element size and shape class
+// (lwSetGemmBlocking); set = false forgets it.
+void set_tuned_blocks(int elem_bytes, int shape, bool set, GemmBlocks blocks);
+
+// The blocking the packed GEMM uses for this tile and shape class:
+// LAYERWISE_GEMM_BLOCKS when set and valid, else the tuned one when set, else
+// the analytical one (mc, nc rounded up to multiples of mr, nr).
+// *source (may be null) gets "env", "tuned" or "analytical".
+GemmBlocks gemm_blocks(int elem_bytes, MicroTile tile, int shape, const char **source);
 
 }  // namespace lw::cpu

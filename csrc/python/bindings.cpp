@@ -166,6 +166,21 @@ PYBIND11_MODULE(_core, m) {
                     py::arg("gemm_source") = std::string(c.gemm_source));
   });
   m.def(
+      "set_gemm_blocking",
+      [](int dtype, int shape, py::object blocks) {
+        if (blocks.is_none()) {
+          check(lwSetGemmBlocking(static_cast<lwDataType_t>(dtype), static_cast<lwGemmShapeClass_t>(shape), nullptr));
+          return;
+        }
+        auto t = blocks.cast<std::tuple<int64_t, int64_t, int64_t>>();
+        lwGemmBlocking_t b{std::get<0>(t), std::get<1>(t), std::get<2>(t), 0, 0};
+        check(lwSetGemmBlocking(static_cast<lwDataType_t>(dtype), static_cast<lwGemmShapeClass_t>(shape), &b));
+      },
+      py::arg("dtype"), py::arg("shape"), py::arg("blocks"),
+      "Sets (mc, kc, nc) for one dtype and shape class (0 batch, 1 square); None resets.");
+  m.attr("GEMM_SHAPES") = py::dict(py::arg("batch") = (int)LW_GEMM_SHAPE_BATCH,
+                                   py::arg("square") = (int)LW_GEMM_SHAPE_SQUARE);
+  m.def(
       "derive_gemm_blocking",
       [](int64_t l1d_bytes, int l1d_ways, int64_t l2_bytes, int l2_ways, int64_t l3_bytes,
          int64_t l3_bytes_per_core, const std::string &isa, int dtype) {

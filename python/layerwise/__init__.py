@@ -7,6 +7,9 @@ networks with backpropagation, SGD and greedy layer-wise pretraining.
 from . import _core, ops
 from . import nn, optim, train, pretrain, diagnostics
 from . import datasets
+from . import tune  # lw.tune(): GEMM autotuning; its file, when present, is applied here
+
+tune.load()
 
 __version__ = _core.version()
 
@@ -24,4 +27,4 @@ def backend_info() -> dict:
     }
 
 
-__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "datasets", "backend_info", "__version__"]
+__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "datasets", "backend_info", "tune", "__version__"]

@@ -1,6 +1,7 @@
 """The ``layerwise`` command line (also ``python -m layerwise``).
 
     layerwise info                                   backend and build information
+    layerwise tune [--seconds S] [--no-write]        time GEMM cache blockings, keep the fastest
     layerwise bengio2006 [--preset smoke|quick|full] [--data DIR] [--device cpu|cuda]
                          [--out DIR] [--seed N] [--rows NAME,...] [--threads N]
                          [--no-progress] [--no-plots]
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     sub.add_parser("info", help="print backend and build information (JSON)")
+    t = sub.add_parser("tune", help="time candidate GEMM cache blockings (about a minute) and store the fastest")
+    t.add_argument("--seconds", type=float, default=60.0, help="time budget (default: 60)")
+    t.add_argument("--no-write", action="store_true", help="print the result without writing the tuning file")
 
     b = sub.add_parser(
         "bengio2006",
@@ -67,6 +71,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import layerwise
 
         print(json.dumps(layerwise.backend_info(), indent=2))
+        return 0
+    if args.command == "tune":
+        from . import tune
+
+        try:
+            record = tune.tune(args.seconds, write=not args.no_write)
+        except (ValueError, RuntimeError, OSError) as e:
+            print(f"layerwise: error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"path": None if args.no_write else tune.cache_path(), **record}, indent=2))
         return 0
     if args.command == "bengio2006":
         from .datasets import DatasetNotFoundError

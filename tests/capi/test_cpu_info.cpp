@@ -1,6 +1,7 @@
 // The CPU description and the GEMM blocking entry points of the C API.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "layerwise/layerwise.h"
@@ -49,6 +50,27 @@ TEST(CpuInfo, DeriveValidatesArguments) {
   c.l2_bytes = -1;
   EXPECT_EQ(lwDeriveGemmBlocking(&c, "avx2", LW_FLOAT32, &b), LW_STATUS_BAD_PARAM);
   EXPECT_NE(std::strstr(lwGetLastErrorMessage(), "caches"), nullptr);
+}
+
+TEST(CpuInfo, SetGemmBlockingValidatesAppliesAndResets) {
+  lwGemmBlocking_t bad{0, 256, 512, 0, 0};
+  EXPECT_EQ(lwSetGemmBlocking(LW_FLOAT32, LW_GEMM_SHAPE_BATCH, &bad), LW_STATUS_BAD_PARAM);
+  EXPECT_NE(std::strstr(lwGetLastErrorMessage(), "mc"), nullptr);
+  lwGemmBlocking_t ok{100, 128, 500, 0, 0};
+  EXPECT_EQ(lwSetGemmBlocking(LW_INT32, LW_GEMM_SHAPE_BATCH, &ok), LW_STATUS_BAD_PARAM);
+  EXPECT_EQ(lwSetGemmBlocking(LW_FLOAT32, (lwGemmShapeClass_t)5, &ok), LW_STATUS_BAD_PARAM);
+  lwCpuInfo_t info;
+  ASSERT_EQ(lwGetCpuInfo(&info), LW_STATUS_SUCCESS);
+  if (std::strcmp(info.isa, "generic") == 0 || std::getenv("LAYERWISE_GEMM_BLOCKS")) GTEST_SKIP();
+  ASSERT_EQ(lwSetGemmBlocking(LW_FLOAT32, LW_GEMM_SHAPE_BATCH, &ok), LW_STATUS_SUCCESS);
+  ASSERT_EQ(lwGetCpuInfo(&info), LW_STATUS_SUCCESS);
+  EXPECT_STREQ(info.gemm_source, "tuned");
+  EXPECT_EQ(info.gemm_f32.kc, 128);
+  EXPECT_EQ(info.gemm_f32.mc % info.gemm_f32.mr, 0);  // rounded up to the tile
+  EXPECT_GE(info.gemm_f32.mc, 100);
+  ASSERT_EQ(lwSetGemmBlocking(LW_FLOAT32, LW_GEMM_SHAPE_BATCH, nullptr), LW_STATUS_SUCCESS);
+  ASSERT_EQ(lwGetCpuInfo(&info), LW_STATUS_SUCCESS);
+  EXPECT_STREQ(info.gemm_source, "analytical");
 }
 
 }  // namespace

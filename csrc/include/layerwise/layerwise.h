@@ -270,7 +270,8 @@ typedef struct {
   int logical_cpus;       /* CPUs this process may run on */
   /* The blocking the GEMM uses now for each dtype (all zero on the generic ISA,
    * whose reference product is not blocked), and where it came from:
-   * "analytical" (derived from the caches) or "env" (LAYERWISE_GEMM_BLOCKS). */
+   * "analytical" (derived from the caches), "tuned" (lwSetGemmBlocking) or "env"
+   * (LAYERWISE_GEMM_BLOCKS), for the float32 BATCH class. */
   lwGemmBlocking_t gemm_f32, gemm_f64;
   char gemm_source[16];
 } lwCpuInfo_t;
@@ -279,6 +280,16 @@ typedef struct {
  * [8, 8192], nc in [1, 65536]; mc and nc are rounded up to multiples of mr, nr).
  * lwCreate reports the same error. */
 LW_API lwStatus_t lwGetCpuInfo(lwCpuInfo_t *info);
+/* The packed GEMM's shape classes: SQUARE when M, N and K are all >= 512, BATCH
+ * otherwise (a training batch of 33 or more rows; batches up to 32 take unblocked paths). */
+typedef enum { LW_GEMM_SHAPE_BATCH = 0, LW_GEMM_SHAPE_SQUARE = 1 } lwGemmShapeClass_t;
+/* Sets, process-wide, the blocking the GEMM uses for one dtype and shape class
+ * (what layerwise's tune() measured best); blocking NULL goes back to the
+ * analytical one. mr and nr are ignored; mc, kc, nc are validated as for
+ * LAYERWISE_GEMM_BLOCKS, which, when set, takes precedence. lwGetCpuInfo reports
+ * the BATCH class. */
+LW_API lwStatus_t lwSetGemmBlocking(lwDataType_t dtype, lwGemmShapeClass_t shape,
+                                    const lwGemmBlocking_t *blocking);
 /* The analytical blocking (the BLIS model, see csrc/cpu/cpuinfo.cpp) that the GEMM
  * of `isa` ("avx2" or "avx512", compiled in or not) would derive for `caches` and
  * `dtype`; for examining other CPUs' caches. */

@@ -36,7 +36,7 @@ bool gemm_entry(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const typenam
     return true;
   }
   // Row sums of op(A) (db) ride along with the packing of A = dy^T.
-  const GemmBlocks blk = gemm_blocks((int)sizeof(T), MicroTile{X::MR, 2 * X::W}, nullptr);
+  const GemmBlocks blk = gemm_blocks((int)sizeof(T), MicroTile{X::MR, 2 * X::W}, shape_class(M, N, K), nullptr);
   double *rs = rowsum && ta ? static_cast<double *>(std::calloc((size_t)M, sizeof(double))) : nullptr;
   if (rs) *rowsum_done = true;
   if (K > blk.kc && beta != 0) {
