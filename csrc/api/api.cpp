@@ -26,17 +26,6 @@ struct lwTensorStruct {
 namespace lw {
 
 namespace {
-thread_local std::string g_last_error;
-}
-
-void set_error(const std::string &msg) { g_last_error = msg; }
-
-lwStatus_t fail(lwStatus_t status, const std::string &msg) {
-  set_error(msg);
-  return status;
-}
-
-namespace {
 
 const char *dtype_name(lwDataType_t t) {
   switch (t) {
@@ -197,7 +186,7 @@ const char *lwGetErrorString(lwStatus_t status) {
   return "LW_STATUS_UNKNOWN";
 }
 
-const char *lwGetLastErrorMessage(void) { return g_last_error.c_str(); }
+const char *lwGetLastErrorMessage(void) { return lw::last_error(); }
 
 size_t lwGetVersion(void) { return LAYERWISE_VERSION; }
 
@@ -231,6 +220,7 @@ lwStatus_t lwCreate(lwHandle_t *handle, lwDevice_t device) {
     const int dev = raw_enum(device);
     if (dev != LW_DEVICE_CPU && dev != LW_DEVICE_CUDA)
       bad("device: must be LW_DEVICE_CPU or LW_DEVICE_CUDA, got " + std::to_string(dev));
+    if (lwStatus_t st = cpu::check_environment(); st != LW_STATUS_SUCCESS) return st;
     auto *ctx = new lwContext;
     ctx->device = device;
     ctx->cpu.num_threads = cpu::max_threads();

@@ -4,13 +4,8 @@
 
 #include <cmath>
 
+#include "host_device.h"
 #include "layerwise/layerwise.h"
-
-#if defined(__CUDACC__)
-#define LW_HD __host__ __device__ __forceinline__
-#else
-#define LW_HD inline
-#endif
 
 namespace lw {
 

@@ -20,6 +20,8 @@ enum class DType : int { F32 = LW_FLOAT32, F64 = LW_FLOAT64 };
 void set_error(const std::string &msg);
 // Convenience: set_error(msg) and return status.
 lwStatus_t fail(lwStatus_t status, const std::string &msg);
+// This thread's last recorded message (valid until its next set_error()).
+const char *last_error();
 
 struct CpuContext {
   int num_threads = 0;  // resolved, >= 1
@@ -160,6 +162,16 @@ lwStatus_t linear_backward_sgd(const CpuContext &, const LinearSgdArgs &);
 int max_threads();
 const char *compiled_isas();
 const char *active_isa();
+// The CPU, its caches and the GEMM blocking in use (lwGetCpuInfo); BAD_PARAM with
+// a message when LAYERWISE_GEMM_BLOCKS is malformed.
+lwStatus_t describe_cpu(lwCpuInfo_t *info);
+// LW_STATUS_SUCCESS, or BAD_PARAM with a message when LAYERWISE_GEMM_BLOCKS is malformed.
+lwStatus_t check_environment();
+// lwSetGemmBlocking's work (shape already checked; b may be null: reset).
+lwStatus_t set_gemm_blocking(DType dtype, int shape, const lwGemmBlocking_t *b);
+// lwDeriveGemmBlocking's work; the arguments are checked by the caller.
+lwStatus_t derive_gemm_blocking(const lwCacheSizes_t &caches, bool avx512, DType dtype,
+                                lwGemmBlocking_t *out);
 }  // namespace cpu
 
 #ifdef LAYERWISE_WITH_CUDA

@@ -7,28 +7,22 @@
 #include "../common/backend.h"
 #include "isa.h"
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace lw::cpu {
 namespace {
 
-// Threads for an elementwise pass over `elems` values: below ~32K values the
-// fork/join costs more than it saves.
-int elementwise_threads(int nthreads, int64_t elems) {
-  const int64_t per_thread = 32768;
-  return (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, elems / per_thread));
-}
+int elementwise_threads(int nthreads, int64_t elems) { return threads_for(elems, grain::kStream, nthreads); }
 
 template <typename T>
 void activation_forward_t(const CpuContext &ctx, const ActivationForwardArgs &a) {
   const T *x = static_cast<const T *>(a.x);
   T *y = static_cast<T *>(a.y);
-#pragma omp parallel for num_threads(elementwise_threads(ctx.num_threads, a.rows * a.cols)) \
-    schedule(static)
-  for (int64_t i = 0; i < a.rows; ++i) {
+  parallel_for(elementwise_threads(ctx.num_threads, a.rows * a.cols), a.rows, [&](int64_t i) {
     const T *xr = x + i * a.ldx;
     T *yr = y + i * a.ldy;
     for (int64_t j = 0; j < a.cols; ++j) yr[j] = blend(a.alpha, a.beta, activate(a.mode, xr[j]), yr + j);
-  }
+  });
 }
 
 template <typename T>
@@ -38,9 +32,7 @@ void activation_backward_t(const CpuContext &ctx, const ActivationBackwardArgs &
   const T *x = static_cast<const T *>(a.x);
   T *dx = static_cast<T *>(a.dx);
   const bool have_x = x != nullptr;
-#pragma omp parallel for num_threads(elementwise_threads(ctx.num_threads, a.rows * a.cols)) \
-    schedule(static)
-  for (int64_t i = 0; i < a.rows; ++i) {
+  parallel_for(elementwise_threads(ctx.num_threads, a.rows * a.cols), a.rows, [&](int64_t i) {
     const T *yr = y + i * a.ldy, *dyr = dy + i * a.lddy;
     const T *xr = have_x ? x + i * a.ldx : nullptr;
     T *dxr = dx + i * a.lddx;
@@ -48,16 +40,14 @@ void activation_backward_t(const CpuContext &ctx, const ActivationBackwardArgs &
       const T g = activate_grad(a.mode, yr[j], have_x ? xr[j] : T(0), have_x, dyr[j]);
       dxr[j] = blend(a.alpha, a.beta, g, dxr + j);
     }
-  }
+  });
 }
 
 template <typename T>
 void softmax_t(const CpuContext &ctx, const SoftmaxArgs &a) {
   const T *x = static_cast<const T *>(a.x);
   T *y = static_cast<T *>(a.y);
-#pragma omp parallel for num_threads(elementwise_threads(ctx.num_threads, a.rows * a.cols)) \
-    schedule(static)
-  for (int64_t i = 0; i < a.rows; ++i) {
+  parallel_for(elementwise_threads(ctx.num_threads, a.rows * a.cols), a.rows, [&](int64_t i) {
     const T *xr = x + i * a.ldx;
     T *yr = y + i * a.ldy;
     T m = xr[0];
@@ -66,7 +56,7 @@ void softmax_t(const CpuContext &ctx, const SoftmaxArgs &a) {
     for (int64_t j = 0; j < a.cols; ++j) s += std::exp(xr[j] - m);
     const T inv = T(1) / s;
     for (int64_t j = 0; j < a.cols; ++j) yr[j] = blend(a.alpha, a.beta, std::exp(xr[j] - m) * inv, yr + j);
-  }
+  });
 }
 
 }  // namespace

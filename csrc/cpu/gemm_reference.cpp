@@ -1,6 +1,7 @@
 // gemm_reference.cpp -- a plain, correct matrix product with the fused epilogue
-// (see gemm.h), and the gemm() dispatcher that prefers the ISA kernels. Parallel over rows of C; each thread accumulates one row of C in
-// a private buffer, then applies bias, activation and alpha/beta blending.
+// (see gemm.h), and the gemm() dispatcher that prefers the ISA kernels. The
+// reference is parallel over rows of C; each share accumulates one row of C at
+// a time in a private buffer, then applies bias, activation and alpha/beta blending.
 #include <algorithm>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace lw::cpu {
 
@@ -16,11 +18,13 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     int64_t lda, const T *B, int64_t ldb, T *C, int64_t ldc,
                     const GemmEpilogue<T> &ep, int nthreads) {
   if (M <= 0 || N <= 0) return;
-#pragma omp parallel num_threads(std::max(1, std::min<int>(nthreads, (int)M)))
-  {
-    std::vector<T> acc(N);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < M; ++i) {
+  const int nt = threads_for(2 * M * N * K, grain::kGemmFlops, std::min<int64_t>(nthreads, M));
+  // One accumulator row per share, allocated before any work starts (the
+  // vector may throw; it must not do so on a pool thread).
+  std::vector<std::vector<T>> acc_rows(nt, std::vector<T>(N));
+  run_parallel(nt, [&](int t, int n) {
+    std::vector<T> &acc = acc_rows[t];
+    for (int64_t i = M * t / n; i < M * (t + 1) / n; ++i) {
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t k = 0; k < K; ++k) {
         const T a = trans_a ? A[k * lda + i] : A[i * lda + k];
@@ -38,7 +42,7 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
         c[j] = blend(ep.alpha, ep.beta, v, c + j);
       }
     }
-  }
+  });
 }
 
 template void gemm_reference<float>(bool, bool, int64_t, int64_t, int64_t, const float *, int64_t,

@@ -1,26 +1,14 @@
-// isa.cpp -- CPU feature detection, the LAYERWISE_ISA override, and thread counts.
+// isa.cpp -- CPU feature detection and the LAYERWISE_ISA override.
 // The default build targets baseline x86-64; kernels compiled for AVX2+FMA or
 // AVX-512 are chosen here at run time.
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "../common/backend.h"
 #include "isa.h"
 
 namespace lw::cpu {
-
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 namespace {
 

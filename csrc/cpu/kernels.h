@@ -28,11 +28,11 @@ namespace lw::cpu {
   bool sgd_##isa(const SgdArgs &a, int nthreads);                                             \
   bool loss_##isa(const LossArgs &a, int nthreads, double *value);                            \
   bool column_sums_##isa(DType dt, const void *dy, int64_t lddy, int64_t n, int64_t out,      \
-                         void *db, double alpha, double beta, int nthreads);
+                         void *db, double alpha, double beta, int nthreads);                 \
+  bool bernoulli_##isa(const BernoulliArgs &a, int nthreads);
 
 #ifdef LAYERWISE_HAVE_AVX512
 LW_DECLARE_ISA_KERNELS(avx512)
-bool bernoulli_avx512(const BernoulliArgs &a, int nthreads);
 #endif
 #ifdef LAYERWISE_HAVE_AVX2
 LW_DECLARE_ISA_KERNELS(avx2)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "../common/backend.h"
+#include "cpuinfo.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -18,8 +19,8 @@ namespace {
 struct F256 {
   using T = float;
   using V = __m256;
-  static constexpr int W = 8, MR = 6, DM = 2, DN = 4;
-  static constexpr int64_t KC = 256, MC = 96;
+  static constexpr int W = 8, MR = kTileAvx2F32.mr, DM = 2, DN = 4;
+  static_assert(2 * W == kTileAvx2F32.nr, "micro-tile is MR x 2W");
   static __m256i mk(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
@@ -111,8 +112,8 @@ struct F256 {
 struct D256 {
   using T = double;
   using V = __m256d;
-  static constexpr int W = 4, MR = 6, DM = 2, DN = 4;
-  static constexpr int64_t KC = 256, MC = 72;
+  static constexpr int W = 4, MR = kTileAvx2F64.mr, DM = 2, DN = 4;
+  static_assert(2 * W == kTileAvx2F64.nr, "micro-tile is MR x 2W");
   static __m256i mk(int n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
   }
@@ -177,5 +178,8 @@ void D256::pack_a(const T *src, int64_t ld, int64_t kc, T *dst) { pack_a_scalar<
 LW_DEFINE_ISA_ENTRIES(avx2, F256, D256)
 
 }  // namespace
+// The generator's 64-bit multiplies and its u64 -> double conversion have no
+// AVX2 instructions (AVX-512DQ has both): sampling stays on the reference loop.
+bool bernoulli_avx2(const BernoulliArgs &, int) { return false; }
 }  // namespace lw::cpu
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "../common/backend.h"
+#include "cpuinfo.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -20,9 +21,8 @@ namespace {
 struct F512 {
   using T = float;
   using V = __m512;
-  static constexpr int W = 16, MR = 12, DM = 4, DN = 4;
-  // KC x NR B micro-panel = 24 KiB (L1); MC x KC A block = 108 KiB (L2).
-  static constexpr int64_t KC = 192, MC = 144;
+  static constexpr int W = 16, MR = kTileAvx512F32.mr, DM = 4, DN = 4;
+  static_assert(2 * W == kTileAvx512F32.nr, "micro-tile is MR x 2W");
   static __mmask16 mk(int n) { return (__mmask16)((1u << n) - 1u); }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T x) { return _mm512_set1_ps(x); }
@@ -157,8 +157,8 @@ struct F512 {
 struct D512 {
   using T = double;
   using V = __m512d;
-  static constexpr int W = 8, MR = 12, DM = 4, DN = 4;
-  static constexpr int64_t KC = 256, MC = 96;
+  static constexpr int W = 8, MR = kTileAvx512F64.mr, DM = 4, DN = 4;
+  static_assert(2 * W == kTileAvx512F64.nr, "micro-tile is MR x 2W");
   static __mmask8 mk(int n) { return (__mmask8)((1u << n) - 1u); }
   static V zero() { return _mm512_setzero_pd(); }
   static V set1(T x) { return _mm512_set1_pd(x); }
@@ -236,7 +236,7 @@ void bernoulli_t(const BernoulliArgs &a, int nthreads) {
   const __m512d ps = _mm512_set1_pd(a.p_scalar), scale = _mm512_set1_pd(0x1.0p-53);
   const int64_t cols = a.cols, ldp = a.ldp, ldy = a.ldy;
   const uint64_t offset = a.offset;
-  for_segments(a.rows, cols, ew_threads(nthreads, a.rows * cols), [&](int64_t r, int64_t c0, int64_t c1) {
+  for_segments(a.rows, cols, threads_for(a.rows * cols, grain::kSample, nthreads), [&](int64_t r, int64_t c0, int64_t c1) {
     const uint64_t base = offset + (uint64_t)r * (uint64_t)cols;
     for (int64_t j = c0; j < c1; j += 8) {
       const int m = (int)imin(8, c1 - j);

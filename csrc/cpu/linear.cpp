@@ -7,6 +7,7 @@
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace lw::cpu {
 namespace {
@@ -38,13 +39,12 @@ void linear_backward_data_t(const CpuContext &ctx, const LinearBackwardDataArgs 
 template <typename T>
 void column_sums(const T *dy, int64_t lddy, int64_t n, int64_t out, T *db, double alpha,
                  double beta, int nthreads) {
-  const int64_t chunk = 256;
+  constexpr int64_t chunk = 256;
   const int64_t nchunks = (out + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(std::max(1, std::min<int>(nthreads, (int)nchunks))) \
-    schedule(static)
-  for (int64_t c = 0; c < nchunks; ++c) {
+  const int nt = threads_for(n * out, grain::kStream, std::min<int64_t>(nthreads, nchunks));
+  parallel_chunks(nt, nchunks, 1, [&](int64_t c) {
     const int64_t j0 = c * chunk, j1 = std::min(out, j0 + chunk);
-    double acc[256] = {0};
+    double acc[chunk] = {0};
     for (int64_t i = 0; i < n; ++i) {
       const T *row = dy + i * lddy;
       for (int64_t j = j0; j < j1; ++j) acc[j - j0] += row[j];
@@ -53,7 +53,7 @@ void column_sums(const T *dy, int64_t lddy, int64_t n, int64_t out, T *db, doubl
       const double v = alpha * acc[j - j0];
       db[j] = static_cast<T>(beta == 0.0 ? v : v + beta * db[j]);
     }
-  }
+  });
 }
 
 template <typename T>

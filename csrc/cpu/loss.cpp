@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "../common/backend.h"
+#include "../common/loss_math.h"
 #include "isa.h"
 #include "kernels.h"
 #include "threadpool.h"
@@ -11,35 +12,7 @@
 namespace lw::cpu {
 namespace {
 
-int loss_threads(int nthreads, int64_t elems) {
-  return (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, elems / 32768));
-}
-
-// Sum of fn(row) over the rows on the thread pool (threadpool.h): partial sums
-// per share, added in share order, so the value is deterministic for a thread
-// count and no OpenMP team is left spinning after the call.
-template <class F>
-double sum_rows(int64_t rows, int nt, const F &fn) {
-  nt = std::min(nt, 64);
-  double part[64] = {};
-  struct Ctx {
-    const F *fn;
-    int64_t rows;
-    double *part;
-  } c{&fn, rows, part};
-  parallel_run(
-      nt,
-      [](void *p, int t, int n) {
-        Ctx &c = *static_cast<Ctx *>(p);
-        double acc = 0;
-        for (int64_t i = c.rows * t / n; i < c.rows * (t + 1) / n; ++i) acc += (*c.fn)(i);
-        c.part[t] = acc;
-      },
-      &c);
-  double total = 0;
-  for (int t = 0; t < nt; ++t) total += part[t];
-  return total;
-}
+int loss_threads(int nthreads, int64_t elems) { return threads_for(elems, grain::kStream, nthreads); }
 
 template <typename T>
 double quadratic(const CpuContext &ctx, const LossArgs &a) {
@@ -65,19 +38,16 @@ template <typename T>
 double binary_cross_entropy(const CpuContext &ctx, const LossArgs &a) {
   const T *p = static_cast<const T *>(a.pred), *t = static_cast<const T *>(a.target);
   T *g = static_cast<T *>(a.grad);
-  const double eps = sizeof(T) == 4 ? LW_BCE_EPS_FLOAT32 : LW_BCE_EPS_FLOAT64;
+  const double eps = bce_eps((int)sizeof(T));
   const double inv_n = 1.0 / (double)a.rows;
   const double total = sum_rows(a.rows, loss_threads(ctx.num_threads, a.rows * a.cols), [&](int64_t i) {
     double total = 0;
     const T *pr = p + i * a.ldp, *tr = t + i * a.ldt;
     double s = 0;
     for (int64_t j = 0; j < a.cols; ++j) {
-      // NaN-propagating clamp: comparisons with NaN are false, so NaN passes through.
-      double q = (double)pr[j];
-      q = q < eps ? eps : (q > 1.0 - eps ? 1.0 - eps : q);
-      const double tv = (double)tr[j];
-      s -= tv * std::log(q) + (1.0 - tv) * std::log1p(-q);
-      if (g) g[i * a.ldg + j] = static_cast<T>((q - tv) / (q * (1.0 - q)) * inv_n);
+      const double q = bce_clamp((double)pr[j], eps), tv = (double)tr[j];
+      s += bce_term(q, tv);
+      if (g) g[i * a.ldg + j] = static_cast<T>(bce_grad(q, tv) * inv_n);
     }
     total += s;
     return total;

@@ -3,9 +3,12 @@
 // workers; shares 1..n-1 go to whoever claims them first (see Pool).
 #include "threadpool.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -138,6 +141,28 @@ Pool &pool() {
 }
 
 }  // namespace
+
+int threads_for(int64_t work, int64_t grain, int nthreads) {
+  if (nthreads <= 1 || grain <= 0) return 1;
+  const int64_t t = work / grain;
+  return t < 1 ? 1 : (t < nthreads ? (int)t : nthreads);
+}
+
+int max_threads() {
+  if (const char *env = std::getenv("OMP_NUM_THREADS")) {
+    // The first entry of the list OpenMP accepts ("4" or "4,2"); anything else is ignored.
+    char *end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && (*end == '\0' || *end == ',') && n > 0 && n <= 65535) return (int)n;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? (int)hw : 1;
+}
 
 void parallel_run(int nthreads, TaskFn fn, void *ctx) {
   if (nthreads <= 1) {

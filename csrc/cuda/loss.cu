@@ -11,6 +11,7 @@
 #include <limits>
 #include <sstream>
 
+#include "../common/loss_math.h"
 #include "cuda_common.h"
 #include "reduce.cuh"
 
@@ -42,12 +43,9 @@ __global__ void __launch_bounds__(kThreads)
       s += (double)d * (double)d;
       if (grad) grad[r * ldg + c] = static_cast<T>(d * inv_n);
     } else {
-      // NaN-propagating clamp: comparisons with NaN are false, so NaN passes through.
-      double q = (double)pv;
-      q = q < eps ? eps : (q > 1.0 - eps ? 1.0 - eps : q);
-      const double t = (double)tv;
-      s -= t * log(q) + (1.0 - t) * log1p(-q);
-      if (grad) grad[r * ldg + c] = static_cast<T>((q - t) / (q * (1.0 - q)) * inv_n);
+      const double q = bce_clamp((double)pv, eps), t = (double)tv;
+      s += bce_term(q, t);
+      if (grad) grad[r * ldg + c] = static_cast<T>(bce_grad(q, t) * inv_n);
     }
   }
   s = block_sum(s);
@@ -131,7 +129,7 @@ lwStatus_t launch_loss(const CudaContext &ctx, const LossArgs &a, double *partia
   const T *pred = static_cast<const T *>(a.pred);
   T *grad = static_cast<T *>(a.grad);
   const double inv_n = 1.0 / (double)a.rows;
-  const double eps = sizeof(T) == 4 ? LW_BCE_EPS_FLOAT32 : LW_BCE_EPS_FLOAT64;
+  const double eps = bce_eps((int)sizeof(T));
   switch (a.loss) {
     case LW_LOSS_QUADRATIC:
     case LW_LOSS_BINARY_CROSS_ENTROPY: {

@@ -148,6 +148,50 @@ PYBIND11_MODULE(_core, m) {
   m.def("active_isa", [] { return std::string(lwGetActiveIsa()); });
   m.def("cuda_compiled", [] { return lwCudaCompiled() != 0; });
   m.def("cuda_device_count", [] { return lwCudaDeviceCount(); }, GIL());
+  m.def("cpu_info", [] {
+    lwCpuInfo_t c;
+    check(lwGetCpuInfo(&c));
+    auto blocking = [](const lwGemmBlocking_t &b) {
+      return py::dict(py::arg("mc") = b.mc, py::arg("kc") = b.kc, py::arg("nc") = b.nc,
+                      py::arg("mr") = b.mr, py::arg("nr") = b.nr);
+    };
+    return py::dict(py::arg("model") = std::string(c.model), py::arg("isa") = std::string(c.isa),
+                    py::arg("cache_source") = std::string(c.cache_source),
+                    py::arg("l1d_bytes") = c.caches.l1d_bytes, py::arg("l1d_ways") = c.caches.l1d_ways,
+                    py::arg("l2_bytes") = c.caches.l2_bytes, py::arg("l2_ways") = c.caches.l2_ways,
+                    py::arg("l3_bytes") = c.caches.l3_bytes,
+                    py::arg("l3_bytes_per_core") = c.caches.l3_bytes_per_core,
+                    py::arg("logical_cpus") = c.logical_cpus, py::arg("gemm_float32") = blocking(c.gemm_f32),
+                    py::arg("gemm_float64") = blocking(c.gemm_f64),
+                    py::arg("gemm_source") = std::string(c.gemm_source));
+  });
+  m.def(
+      "set_gemm_blocking",
+      [](int dtype, int shape, py::object blocks) {
+        if (blocks.is_none()) {
+          check(lwSetGemmBlocking(static_cast<lwDataType_t>(dtype), static_cast<lwGemmShapeClass_t>(shape), nullptr));
+          return;
+        }
+        auto t = blocks.cast<std::tuple<int64_t, int64_t, int64_t>>();
+        lwGemmBlocking_t b{std::get<0>(t), std::get<1>(t), std::get<2>(t), 0, 0};
+        check(lwSetGemmBlocking(static_cast<lwDataType_t>(dtype), static_cast<lwGemmShapeClass_t>(shape), &b));
+      },
+      py::arg("dtype"), py::arg("shape"), py::arg("blocks"),
+      "Sets (mc, kc, nc) for one dtype and shape class (0 batch, 1 square); None resets.");
+  m.attr("GEMM_SHAPES") = py::dict(py::arg("batch") = (int)LW_GEMM_SHAPE_BATCH,
+                                   py::arg("square") = (int)LW_GEMM_SHAPE_SQUARE);
+  m.def(
+      "derive_gemm_blocking",
+      [](int64_t l1d_bytes, int l1d_ways, int64_t l2_bytes, int l2_ways, int64_t l3_bytes,
+         int64_t l3_bytes_per_core, const std::string &isa, int dtype) {
+        lwCacheSizes_t c{l1d_bytes, l1d_ways, l2_bytes, l2_ways, l3_bytes, l3_bytes_per_core};
+        lwGemmBlocking_t b;
+        check(lwDeriveGemmBlocking(&c, isa.c_str(), static_cast<lwDataType_t>(dtype), &b));
+        return py::dict(py::arg("mc") = b.mc, py::arg("kc") = b.kc, py::arg("nc") = b.nc,
+                        py::arg("mr") = b.mr, py::arg("nr") = b.nr);
+      },
+      py::arg("l1d_bytes"), py::arg("l1d_ways"), py::arg("l2_bytes"), py::arg("l2_ways"),
+      py::arg("l3_bytes"), py::arg("l3_bytes_per_core"), py::arg("isa"), py::arg("dtype"));
 
   py::class_<Handle>(m, "Handle")
       .def(py::init<const std::string &>(), py::arg("device") = "cpu")

@@ -9,6 +9,9 @@ from . import nn, optim, train, pretrain, diagnostics
 from . import datasets
 from . import adversarial, rbf
 from . import onnx  # ONNX export; the onnx package itself is imported on first use
+from . import tune  # lw.tune(): GEMM autotuning; its file, when present, is applied here
+
+tune.load()
 
 __version__ = _core.version()
 
@@ -26,4 +29,4 @@ def backend_info() -> dict:
     }
 
 
-__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "datasets", "backend_info", "__version__"]
+__all__ = ["ops", "nn", "optim", "train", "pretrain", "diagnostics", "datasets", "backend_info", "tune", "__version__"]

@@ -289,6 +289,59 @@ LW_API int lwCudaCompiled(void);
 /* Number of CUDA devices usable (0 without CUDA, driver or GPU; never fails). */
 LW_API int lwCudaDeviceCount(void);
 
+/* ---- CPU description and GEMM cache blocking ----------------------------- */
+/* Data-cache sizes in bytes (0: absent or unknown) and associativities (0: unknown).
+ * l3_bytes_per_core: the L3 divided among the cores that share it (lwDeriveGemmBlocking
+ * takes 0 as "all of l3_bytes"). */
+typedef struct {
+  int64_t l1d_bytes;
+  int l1d_ways;
+  int64_t l2_bytes;
+  int l2_ways;
+  int64_t l3_bytes;
+  int64_t l3_bytes_per_core;
+} lwCacheSizes_t;
+/* The CPU GEMM's cache blocks (elements): an mc x kc block of op(A) in L2, a
+ * kc x nr micro-panel of op(B) in L1, a kc x nc block of op(B) per thread in L3;
+ * mr x nr is the register tile. */
+typedef struct {
+  int64_t mc, kc, nc;
+  int mr, nr;
+} lwGemmBlocking_t;
+typedef struct {
+  char model[64];         /* the CPU's brand string ("" when unknown) */
+  char isa[16];           /* the active ISA, as lwGetActiveIsa */
+  char cache_source[16];  /* where the sizes came from: "sysfs", "cpuid" or "default" */
+  lwCacheSizes_t caches;
+  int logical_cpus;       /* CPUs this process may run on */
+  /* The blocking the GEMM uses now for each dtype (all zero on the generic ISA,
+   * whose reference product is not blocked), and where it came from:
+   * "analytical" (derived from the caches), "tuned" (lwSetGemmBlocking) or "env"
+   * (LAYERWISE_GEMM_BLOCKS), for the float32 BATCH class. */
+  lwGemmBlocking_t gemm_f32, gemm_f64;
+  char gemm_source[16];
+} lwCpuInfo_t;
+/* Fills *info. LW_STATUS_BAD_PARAM when info is NULL or when LAYERWISE_GEMM_BLOCKS
+ * is set but is not "mc,kc,nc" (three decimal integers, mc in [1, 16384], kc in
+ * [8, 8192], nc in [1, 65536]; mc and nc are rounded up to multiples of mr, nr).
+ * lwCreate reports the same error. */
+LW_API lwStatus_t lwGetCpuInfo(lwCpuInfo_t *info);
+/* The packed GEMM's shape classes: SQUARE when M, N and K are all >= 512, BATCH
+ * otherwise (a training batch of 33 or more rows; batches up to 32 take unblocked paths). */
+typedef enum { LW_GEMM_SHAPE_BATCH = 0, LW_GEMM_SHAPE_SQUARE = 1 } lwGemmShapeClass_t;
+/* Sets, process-wide, the blocking the GEMM uses for one dtype and shape class
+ * (what layerwise's tune() measured best); blocking NULL goes back to the
+ * analytical one. mr and nr are ignored; mc, kc, nc are validated as for
+ * LAYERWISE_GEMM_BLOCKS, which, when set, takes precedence. lwGetCpuInfo reports
+ * the BATCH class. */
+LW_API lwStatus_t lwSetGemmBlocking(lwDataType_t dtype, lwGemmShapeClass_t shape,
+                                    const lwGemmBlocking_t *blocking);
+/* The analytical blocking (the BLIS model, see csrc/cpu/cpuinfo.cpp) that the GEMM
+ * of `isa` ("avx2" or "avx512", compiled in or not) would derive for `caches` and
+ * `dtype`; for examining other CPUs' caches. */
+LW_API lwStatus_t lwDeriveGemmBlocking(const lwCacheSizes_t *caches, const char *isa,
+                                       lwDataType_t dtype, lwGemmBlocking_t *blocking);
+
 #ifdef __cplusplus
 }
 #endif
