@@ -205,3 +205,18 @@ def test_atomic_write_honours_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o640
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "nesterov"])
+def test_fit_resumed_with_other_optimizers(data, tmp_path, name):
+    X, y, Xv, yv = data
+    kw = dict(optimizer=name, lr=0.01, epochs=3, batch_size=16, X_val=Xv, y_val=yv, seed=3, progress=False)
+    ref = nn.mlp([12, 10, 4], seed=2)
+    train.fit(ref, X, y, **kw)
+    path = tmp_path / "o.ckpt"
+    with pytest.raises(Stop):
+        train.fit(nn.mlp([12, 10, 4], seed=2), X, y, loss=CountingLoss("softmax_cross_entropy", 17),
+                  checkpoint=path, checkpoint_every=3, **kw)
+    net = nn.mlp([12, 10, 4], seed=2)
+    train.fit(net, X, y, checkpoint=path, checkpoint_every=3, resume=True, **kw)
+    _assert_same_params(_params(net), _params(ref))

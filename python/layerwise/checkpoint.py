@@ -152,18 +152,11 @@ def _jsonable(obj):
 
 
 def _state_dict(opt) -> dict:
-    """The optimizer's ``state_dict()`` (contracts.md). Optimizers written before that
-    interface existed (an SGD with a ``velocity`` list) are read the same way."""
-    if hasattr(opt, "state_dict"):
-        return opt.state_dict()
-    if hasattr(opt, "velocity") and hasattr(opt, "params"):
-        return {"type": type(opt).__name__,
-                "hyper": {"lr": opt.base_lr, "momentum": opt.momentum, "weight_decay": opt.weight_decay,
-                          "nesterov": opt.nesterov, "schedule": repr(opt.schedule)},
-                "step": 0,
-                "state": [{} if v is None else {"momentum_buffer": np.array(to_device(v, "cpu"))}
-                          for v in opt.velocity]}
-    raise ValueError(f"optimizer: a {type(opt).__name__} has no state_dict(), so it cannot be checkpointed")
+    """The optimizer's ``state_dict()`` (every layerwise.optim class has one)."""
+    if not (hasattr(opt, "state_dict") and hasattr(opt, "load_state_dict")):
+        raise ValueError(f"optimizer: a {type(opt).__name__} has no state_dict()/load_state_dict(), so it "
+                         f"cannot be checkpointed")
+    return opt.state_dict()
 
 
 def optimizer_state(opt) -> Tuple[Dict[str, np.ndarray], dict]:
@@ -192,17 +185,5 @@ def load_optimizer_state(opt, arrays: Mapping[str, np.ndarray], meta: Mapping) -
         raise ValueError(f"checkpoint: optimizer state for {len(meta['names'])} parameters, this run has "
                          f"{len(current['state'])}")
     state = [{name: arrays[f"{i}/{name}"] for name in names} for i, names in enumerate(meta["names"])]
-    if hasattr(opt, "load_state_dict"):
-        opt.load_state_dict({"type": current["type"], "hyper": current.get("hyper", {}), "step": meta["step"],
-                             "state": state})
-        return
-    for i, (p, entry) in enumerate(zip(opt.params, state)):  # the velocity-list SGD (see _state_dict)
-        v = entry.get("momentum_buffer")
-        if v is None:
-            opt.velocity[i] = None
-            continue
-        if tuple(v.shape) != tuple(p.data.shape):
-            raise ValueError(f"checkpoint: optimizer buffer {i} has shape {tuple(v.shape)}, parameter "
-                             f"{tuple(p.data.shape)}")
-        xp = array_module(p.data)
-        opt.velocity[i] = xp.array(v, dtype=p.data.dtype) if xp is not np else v.astype(p.data.dtype, copy=True)
+    opt.load_state_dict({"type": current["type"], "hyper": current.get("hyper", {}), "step": meta["step"],
+                         "state": state})

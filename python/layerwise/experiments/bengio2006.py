@@ -604,6 +604,21 @@ def _results_doc(p: Preset, mn, data: Mapping, *, device, seed, key, rows, grad_
     }
 
 
+def _previous_run(outdir: Optional[_OutDir], resume: bool, key: dict) -> Optional[dict]:
+    """Creates --out and checks it writable; with resume, the previous run's results.json
+    (None if there is none), which must be of the same run."""
+    if outdir is None:
+        return None
+    outdir.check_writable()
+    prev = outdir.previous() if resume else None
+    if prev is not None and prev.get("run_key") != key:
+        raise ExperimentError(f"--resume: {outdir.results} is from another run (preset {prev.get('preset')!r}, "
+                              f"seed {prev.get('seed')}, rows "
+                              f"{','.join(r['name'] for r in prev.get('rows', [])) or '-'}); "
+                              f"use another --out, or drop --resume to start over")
+    return prev
+
+
 def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, checkpoint_every, log) -> dict:
     from .. import checkpoint as ckpt
     from .. import nn
@@ -618,26 +633,18 @@ def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, chec
         raise ExperimentError(f"--{e}".replace("_", "-", 1)) from None
     outdir = _OutDir(out) if out is not None else None
     key = _run_key(p, names, seed, device)
-    done: Dict[str, dict] = {}
-    grad_norms: Dict[str, List[float]] = {}
-    prev = None
-    if outdir is not None:  # every check that needs no training comes first
-        outdir.check_writable()
-        prev = outdir.previous() if resume else None
-        if prev is not None and prev.get("run_key") != key:
-            raise ExperimentError(f"--resume: {outdir.results} is from another run (preset "
-                                  f"{prev.get('preset')!r}, seed {prev.get('seed')}, rows "
-                                  f"{','.join(r['name'] for r in prev.get('rows', [])) or '-'}); "
-                                  f"use another --out, or drop --resume to start over")
+    prev = _previous_run(outdir, resume, key)  # every check that needs no training comes first
     t_start, c_start = time.perf_counter(), time.process_time()
     mn, data_ = load_data(p, data, device=device, progress=progress)
-    if outdir is not None:
-        if prev is not None:
-            done = {r["name"]: r for r in prev.get("rows", []) if outdir.net_path(r["name"]).is_file()}
-            grad_norms = dict(prev.get("gradient_norms", {}))
-            log(f"[bengio2006] resuming in {outdir.path}: {len(done)} finished row(s) kept")
-        else:
-            outdir.clear()
+    # Rows by name: those kept from the previous run, then each one as it finishes.
+    finished: Dict[str, dict] = {}
+    grad_norms: Dict[str, List[float]] = {}
+    if outdir is not None and prev is not None:
+        finished = {r["name"]: r for r in prev.get("rows", []) if outdir.net_path(r["name"]).is_file()}
+        grad_norms = dict(prev.get("gradient_norms", {}))
+        log(f"[bengio2006] resuming in {outdir.path}: {len(finished)} finished row(s) kept")
+    elif outdir is not None:
+        outdir.clear()
     log(f"[bengio2006] preset {p.name!r}: {p.description}")
     log(f"[bengio2006] MNIST from {mn.source}: train {len(data_['y_train'])}, valid {len(data_['y_valid'])}, "
         f"test {len(data_['y_test'])}; device {device}")
@@ -646,20 +653,18 @@ def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, chec
     grad_norms["deep net, random init"] = _gradient_norms(init_net, data_, p)
     del init_net
 
-    results_rows: List[dict] = []
-    filters: Dict[str, np.ndarray] = {}
-
-    def doc(rows, complete):
-        return _results_doc(p, mn, data_, device=device, seed=seed, key=key, rows=rows,
+    def doc(complete):
+        rows_ = [finished[n] for n in names if n in finished]
+        return _results_doc(p, mn, data_, device=device, seed=seed, key=key, rows=rows_,
                             grad_norms=grad_norms, complete=complete, t_start=t_start, c_start=c_start)
 
     if outdir is not None:  # replaces a previous run's file at once; keeps the finished rows when resuming
-        outdir.write(doc([done[n] for n in names if n in done], False))
+        outdir.write(doc(False))
+    filters: Dict[str, np.ndarray] = {}
     for name in names:
-        if name in done:
-            results_rows.append(done[name])
+        if name in finished:
             filters[name] = _first_layer_weights(nn.load(str(outdir.net_path(name))))
-            log(f"[bengio2006] {name}: finished in the previous run (test {done[name]['test_error']:.2f}%)")
+            log(f"[bengio2006] {name}: finished in the previous run (test {finished[name]['test_error']:.2f}%)")
             continue
         log(f"[bengio2006] {name}: {'-'.join(map(str, architecture(p, name)))}")
         row, net, grads = train_row(p, name, data_, seed=seed, device=device, progress=progress,
@@ -667,17 +672,17 @@ def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, chec
                                     checkpoint_every=checkpoint_every, resume=resume)
         if grads is not None:
             grad_norms[f"after {row['hyperparameters']['pretraining']} pretraining"] = grads
-        results_rows.append(row)
+        finished[name] = row
         filters[name] = _first_layer_weights(net)
         if outdir is not None:
             outdir.save_net(name, net)
-            outdir.write(doc(results_rows + [done[n] for n in names if n in done and n not in
-                                             {r["name"] for r in results_rows}], False))
+            outdir.write(doc(False))
             outdir.drop_row_checkpoints(name)
         log(f"[bengio2006] {name}: train {row['train_error']:.2f}%  valid {row['valid_error']:.2f}%  "
             f"test {row['test_error']:.2f}%  ({row['seconds']:.1f}s)")
 
-    results = doc(results_rows, True)
+    results = doc(True)
+    results_rows = results["rows"]
     log("")
     log(format_table(results_rows))
     log(f"total {results['total_seconds']:.1f}s wall, {results['total_cpu_seconds']:.1f}s CPU")
