@@ -71,7 +71,7 @@ def test_schedule_and_optimizer_arguments(data):
     h = train.fit(nn.mlp([16, 4]), X, y, optimizer="nesterov", lr=0.1, epochs=1, progress=False)
     assert h.epochs == 1
     with pytest.raises(ValueError, match="optimizer"):
-        train.fit(nn.mlp([16, 4]), X, y, optimizer="rmsprop", progress=False)
+        train.fit(nn.mlp([16, 4]), X, y, optimizer="lbfgs", progress=False)
 
 
 def test_quadratic_loss_with_labels_and_dense_targets(data):

@@ -31,8 +31,10 @@ struct VectorSqrt {
   typedef OptVec<float>::type VF;
   typedef OptVec<double>::type VD;
 #if LW_VEC_BYTES == 64
-  VF operator()(VF x) const { return (VF)_mm512_sqrt_ps((__m512)x); }
-  VD operator()(VD x) const { return (VD)_mm512_sqrt_pd((__m512d)x); }
+  // (maskz with a full mask: the same vsqrtps, without GCC 12's false
+  // "may be used uninitialized" warning on _mm512_sqrt_ps's undefined source)
+  VF operator()(VF x) const { return (VF)_mm512_maskz_sqrt_ps((__mmask16)0xFFFF, (__m512)x); }
+  VD operator()(VD x) const { return (VD)_mm512_maskz_sqrt_pd((__mmask8)0xFF, (__m512d)x); }
 #elif LW_VEC_BYTES == 32
   VF operator()(VF x) const { return (VF)_mm256_sqrt_ps((__m256)x); }
   VD operator()(VD x) const { return (VD)_mm256_sqrt_pd((__m256d)x); }
