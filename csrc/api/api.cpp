@@ -1002,7 +1002,7 @@ lwStatus_t lwLinearBackwardUpdate(lwHandle_t handle, lwOptimizerDescriptor_t opt
     void *dx_used = (dx && dyd->rows > 0) ? dx : nullptr;
     if (o->mode == LW_OPTIMIZER_SGD) {
       const lwOptimizerParams_t &p = o->params;
-      const bool mom = count > 0;
+      const bool mom = count > 0 && w_state;  // w has dy's cols >= 1 rows, so w_state was checked
       LinearSgdArgs a{dt(dyd), dyd->rows, xd->cols, dyd->cols, dy, dyd->stride, x, xd->stride,
                       w, wd->stride, mom ? w_state[0] : nullptr, b, (mom && b) ? b_state[0] : nullptr,
                       dx_used, lddx, p.lr, p.momentum, p.weight_decay, p.nesterov != 0};
@@ -1021,10 +1021,8 @@ lwStatus_t lwLinearBackwardUpdate(lwHandle_t handle, lwOptimizerDescriptor_t opt
     a.ldw = wd->stride;
     a.b = b;
     a.state_count = count;
-    for (int k = 0; k < count; ++k) {
-      a.w_state[k] = w_state[k];
-      a.b_state[k] = b ? b_state[k] : nullptr;
-    }
+    for (int k = 0; k < count && w_state; ++k) a.w_state[k] = w_state[k];
+    for (int k = 0; k < count && b; ++k) a.b_state[k] = b_state[k];
     a.dx = dx_used;
     a.lddx = lddx;
     a.mode = o->mode;

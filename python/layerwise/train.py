@@ -127,7 +127,7 @@ def _plain(obj):
     return obj
 
 
-def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, momentum=0.0, weight_decay=0.0,
+def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
         seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
         checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, _outer=None) -> History:
@@ -137,8 +137,11 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
         or "binary_cross_entropy" (y class labels or dense targets), or a callable
         ``(output, target) -> (loss, doutput)``.
     optimizer: None (SGD built from lr, momentum, weight_decay, nesterov, schedule), a name
-        for optim.make_optimizer (same keywords), or an optimizer object with
-        ``set_epoch(epoch)`` and ``step()`` (e.g. optim.SGD).
+        for optim.make_optimizer ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop",
+        "adagrad"; given with the same keywords, where lr, weight_decay, momentum and nesterov
+        left at None/0/False keep that optimizer's own defaults), or an optimizer object with
+        ``set_epoch(epoch)`` and ``step()`` (e.g. optim.SGD, optim.Adam).
+    lr: learning rate; None means 0.1 for SGD and the named optimizer's default otherwise.
     epochs, batch_size: every epoch visits the samples once in an order drawn from a numpy
         Generator seeded with ``seed`` (a non-negative integer; the last batch may be smaller).
     X_val, y_val: validation data, evaluated after every epoch.
@@ -178,7 +181,8 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
     batch_size = _positive_int("batch_size", batch_size)
     seed = integer("seed", seed, low=0)
     if optimizer is None or isinstance(optimizer, str):
-        lr = number("lr", lr, low=0.0, low_open=True)
+        if lr is not None:
+            lr = number("lr", lr, low=0.0, low_open=True)
         momentum = unit_interval("momentum", momentum)
         weight_decay = number("weight_decay", weight_decay, low=0.0)
     if max_norm is not None:
@@ -216,10 +220,14 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=0.1, mome
             raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     params = net.parameters()
     if optimizer is None:
-        opt = optim.SGD(params, lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                        schedule=schedule)
+        opt = optim.SGD(params, 0.1 if lr is None else lr, momentum=momentum, weight_decay=weight_decay,
+                        nesterov=nesterov, schedule=schedule)
     elif isinstance(optimizer, str):
-        kw = dict(lr=lr, weight_decay=weight_decay, schedule=schedule)
+        kw = dict(schedule=schedule)
+        if lr is not None:
+            kw["lr"] = lr
+        if weight_decay:
+            kw["weight_decay"] = weight_decay
         if momentum:
             kw["momentum"] = momentum
         if nesterov:

@@ -31,8 +31,10 @@ struct VectorSqrt {
   typedef OptVec<float>::type VF;
   typedef OptVec<double>::type VD;
 #if LW_VEC_BYTES == 64
-  VF operator()(VF x) const { return (VF)_mm512_sqrt_ps((__m512)x); }
-  VD operator()(VD x) const { return (VD)_mm512_sqrt_pd((__m512d)x); }
+  // (maskz with a full mask: the same vsqrtps, without GCC 12's false
+  // "may be used uninitialized" warning on _mm512_sqrt_ps's undefined source)
+  VF operator()(VF x) const { return (VF)_mm512_maskz_sqrt_ps((__mmask16)0xFFFF, (__m512)x); }
+  VD operator()(VD x) const { return (VD)_mm512_maskz_sqrt_pd((__mmask8)0xFF, (__m512d)x); }
 #elif LW_VEC_BYTES == 32
   VF operator()(VF x) const { return (VF)_mm256_sqrt_ps((__m256)x); }
   VD operator()(VD x) const { return (VD)_mm256_sqrt_pd((__m256d)x); }
@@ -41,31 +43,41 @@ struct VectorSqrt {
 #endif
 };
 
-template <lwOptimizerMode_t Mode, typename T>
+// Count = a.state_count as a constant, so the state vectors live in registers.
+template <lwOptimizerMode_t Mode, int Count, typename T>
 void vector_span(const OptimizerStepArgs &a, const OptimizerCoefficients<T> &c, int64_t off, int64_t n) {
   typedef typename OptVec<T>::type V;
   constexpr int L = LW_VEC_BYTES / (int)sizeof(T);
   T *p = static_cast<T *>(a.param) + off;
   const T *g = static_cast<const T *>(a.grad) + off;
-  const int count = a.state_count;
   T *st[3] = {nullptr, nullptr, nullptr};
-  for (int k = 0; k < count; ++k) st[k] = static_cast<T *>(a.state[k]) + off;
+  for (int k = 0; k < Count; ++k) st[k] = static_cast<T *>(a.state[k]) + off;
   int64_t j = 0;
   for (; j + L <= n; j += L) {
     V s[3] = {};
-    for (int k = 0; k < count; ++k) s[k] = opt_load<V>(st[k] + j);
+    for (int k = 0; k < Count; ++k) s[k] = opt_load<V>(st[k] + j);
     V pv = opt_load<V>(p + j);
     optimizer_rule<Mode>(pv, opt_load<V>(g + j), s, c, VectorSqrt{});
     opt_store(p + j, pv);
-    for (int k = 0; k < count; ++k) opt_store(st[k] + j, s[k]);
+    for (int k = 0; k < Count; ++k) opt_store(st[k] + j, s[k]);
   }
   for (; j < n; ++j) {
     T s[3] = {0, 0, 0};
-    for (int k = 0; k < count; ++k) s[k] = st[k][j];
+    for (int k = 0; k < Count; ++k) s[k] = st[k][j];
     T pj = p[j];
     optimizer_rule<Mode>(pj, g[j], s, c, ScalarSqrt{});
     p[j] = pj;
-    for (int k = 0; k < count; ++k) st[k][j] = s[k];
+    for (int k = 0; k < Count; ++k) st[k][j] = s[k];
+  }
+}
+
+template <lwOptimizerMode_t Mode, typename T>
+void vector_span_any(const OptimizerStepArgs &a, const OptimizerCoefficients<T> &c, int64_t off, int64_t n) {
+  switch (a.state_count) {
+    case 0: vector_span<Mode, 0>(a, c, off, n); break;
+    case 1: vector_span<Mode, 1>(a, c, off, n); break;
+    case 2: vector_span<Mode, 2>(a, c, off, n); break;
+    default: vector_span<Mode, 3>(a, c, off, n); break;
   }
 }
 
@@ -74,11 +86,11 @@ void vector_optimizer_step(const OptimizerStepArgs &a, int nthreads) {
   const OptimizerCoefficients<T> c = cast_coefficients<T>(a.coef);
   for_optimizer_segments(a, nthreads, [&](int64_t off, int64_t n) {
     switch (a.mode) {
-      case LW_OPTIMIZER_SGD: vector_span<LW_OPTIMIZER_SGD>(a, c, off, n); break;
-      case LW_OPTIMIZER_ADAM: vector_span<LW_OPTIMIZER_ADAM>(a, c, off, n); break;
-      case LW_OPTIMIZER_ADAMW: vector_span<LW_OPTIMIZER_ADAMW>(a, c, off, n); break;
-      case LW_OPTIMIZER_RMSPROP: vector_span<LW_OPTIMIZER_RMSPROP>(a, c, off, n); break;
-      case LW_OPTIMIZER_ADAGRAD: vector_span<LW_OPTIMIZER_ADAGRAD>(a, c, off, n); break;
+      case LW_OPTIMIZER_SGD: vector_span_any<LW_OPTIMIZER_SGD>(a, c, off, n); break;
+      case LW_OPTIMIZER_ADAM: vector_span<LW_OPTIMIZER_ADAM, 2>(a, c, off, n); break;
+      case LW_OPTIMIZER_ADAMW: vector_span<LW_OPTIMIZER_ADAMW, 2>(a, c, off, n); break;
+      case LW_OPTIMIZER_RMSPROP: vector_span_any<LW_OPTIMIZER_RMSPROP>(a, c, off, n); break;
+      case LW_OPTIMIZER_ADAGRAD: vector_span<LW_OPTIMIZER_ADAGRAD, 1>(a, c, off, n); break;
     }
   });
 }
