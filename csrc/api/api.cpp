@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../common/backend.h"
+#include "../common/optimizer_math.h"
 
 struct lwContext {
   lwDevice_t device = LW_DEVICE_CPU;
@@ -631,6 +632,325 @@ lwStatus_t lwBernoulliSample(lwHandle_t handle, uint64_t seed, uint64_t offset,
     BernoulliArgs a{dt(yd), yd->rows, yd->cols, p, ldp, p_scalar, y, yd->stride, seed, offset};
     if (a.rows == 0) return LW_STATUS_SUCCESS;
     return LW_DISPATCH(handle, bernoulli_sample, a);
+  });
+}
+
+}  // extern "C"
+
+// ---- optimizers ----------------------------------------------------------------
+// The descriptor, its validation, and lwOptimizerStep / lwLinearBackwardUpdate.
+
+struct lwOptimizerStruct {
+  lwOptimizerMode_t mode = LW_OPTIMIZER_SGD;
+  lwOptimizerParams_t params{};
+  int64_t t = 0;  // completed steps
+};
+
+namespace lw {
+namespace {
+
+const char *optimizer_name(lwOptimizerMode_t m) {
+  switch (m) {
+    case LW_OPTIMIZER_SGD: return "SGD";
+    case LW_OPTIMIZER_ADAM: return "ADAM";
+    case LW_OPTIMIZER_ADAMW: return "ADAMW";
+    case LW_OPTIMIZER_RMSPROP: return "RMSPROP";
+    case LW_OPTIMIZER_ADAGRAD: return "ADAGRAD";
+  }
+  return "unknown";
+}
+
+void want_optimizer_mode(const lwOptimizerMode_t &m) {
+  const int v = raw_enum(m);
+  if (v < LW_OPTIMIZER_SGD || v > LW_OPTIMIZER_ADAGRAD)
+    bad("mode: unknown optimizer mode " + std::to_string(v));
+}
+
+const lwOptimizerStruct *optimizer(lwOptimizerDescriptor_t opt) {
+  if (!opt) bad("opt: optimizer descriptor is NULL");
+  return opt;
+}
+
+// name: finite and >= 0.
+void want_nonnegative(const char *mode, const char *name, double v) {
+  if (!std::isfinite(v) || v < 0) {
+    std::ostringstream s;
+    s << name << ": " << mode << " needs a finite value >= 0, got " << v;
+    bad(s.str());
+  }
+}
+
+void want_beta(const char *mode, const char *name, double v) {
+  if (!std::isfinite(v) || v < 0 || v >= 1) {
+    std::ostringstream s;
+    s << name << ": " << mode << " needs 0 <= " << name << " < 1, got " << v;
+    bad(s.str());
+  }
+}
+
+void want_flag(const char *mode, const char *name, int v) {
+  if (v != 0 && v != 1) {
+    std::ostringstream s;
+    s << name << ": " << mode << " needs 0 or 1, got " << v;
+    bad(s.str());
+  }
+}
+
+// The checks of lwSetOptimizerDescriptor: the fields `mode` uses, as torch.optim checks them.
+void want_optimizer_params(lwOptimizerMode_t mode, const lwOptimizerParams_t &p) {
+  const char *n = optimizer_name(mode);
+  want_nonnegative(n, "lr", p.lr);
+  want_nonnegative(n, "weight_decay", p.weight_decay);
+  switch (mode) {
+    case LW_OPTIMIZER_SGD:
+      want_nonnegative(n, "momentum", p.momentum);
+      want_flag(n, "nesterov", p.nesterov);
+      if (p.nesterov && p.momentum <= 0) bad("nesterov: SGD with nesterov = 1 needs momentum > 0");
+      break;
+    case LW_OPTIMIZER_ADAM:
+    case LW_OPTIMIZER_ADAMW:
+      want_beta(n, "beta1", p.beta1);
+      want_beta(n, "beta2", p.beta2);
+      want_nonnegative(n, "eps", p.eps);
+      break;
+    case LW_OPTIMIZER_RMSPROP:
+      want_nonnegative(n, "momentum", p.momentum);
+      want_nonnegative(n, "alpha", p.alpha);
+      want_nonnegative(n, "eps", p.eps);
+      want_flag(n, "centered", p.centered);
+      break;
+    case LW_OPTIMIZER_ADAGRAD:
+      want_nonnegative(n, "lr_decay", p.lr_decay);
+      want_nonnegative(n, "initial_accumulator_value", p.initial_accumulator_value);
+      want_nonnegative(n, "eps", p.eps);
+      break;
+  }
+}
+
+lwOptimizerParams_t optimizer_defaults(lwOptimizerMode_t mode) {
+  lwOptimizerParams_t p{};
+  switch (mode) {
+    case LW_OPTIMIZER_SGD:
+      p.lr = 1e-3;
+      break;
+    case LW_OPTIMIZER_ADAM:
+    case LW_OPTIMIZER_ADAMW:
+      p.lr = 1e-3;
+      p.beta1 = 0.9;
+      p.beta2 = 0.999;
+      p.eps = 1e-8;
+      p.weight_decay = mode == LW_OPTIMIZER_ADAMW ? 1e-2 : 0.0;
+      break;
+    case LW_OPTIMIZER_RMSPROP:
+      p.lr = 1e-2;
+      p.alpha = 0.99;
+      p.eps = 1e-8;
+      break;
+    case LW_OPTIMIZER_ADAGRAD:
+      p.lr = 1e-2;
+      p.eps = 1e-10;
+      break;
+  }
+  return p;
+}
+
+// `count` state pointers of a tensor with `rows` rows (name: "state" or "w_state"...).
+void want_state(const char *name, void *const *state, int count, int64_t rows) {
+  if (count == 0 || rows == 0) return;
+  if (!state) {
+    std::ostringstream s;
+    s << name << ": NULL, but this optimizer needs " << count << " state buffer"
+      << (count > 1 ? "s" : "");
+    bad(s.str());
+  }
+  for (int k = 0; k < count; ++k)
+    if (!state[k]) bad(std::string(name) + "[" + std::to_string(k) + "]: state buffer pointer is NULL");
+}
+
+OptimizerStepArgs optimizer_step_args(const lwOptimizerStruct *o, const lwTensorStruct *pd, void *param,
+                                      const void *grad, void *const *state) {
+  OptimizerStepArgs a{};
+  a.dtype = dt(pd);
+  a.rows = pd->rows;
+  a.cols = pd->cols;
+  a.ld = pd->stride;
+  a.param = param;
+  a.grad = grad;
+  a.state_count = optimizer_state_count(o->mode, o->params);
+  for (int k = 0; k < a.state_count; ++k) a.state[k] = state[k];
+  a.mode = o->mode;
+  a.coef = optimizer_coefficients(o->mode, o->params, o->t);
+  return a;
+}
+
+}  // namespace
+}  // namespace lw
+
+extern "C" {
+
+lwStatus_t lwOptimizerParamsDefault(lwOptimizerMode_t mode, lwOptimizerParams_t *params) {
+  return guarded([&] {
+    want_optimizer_mode(mode);
+    if (!params) bad("params: output pointer is NULL");
+    *params = optimizer_defaults(mode);
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwCreateOptimizerDescriptor(lwOptimizerDescriptor_t *opt) {
+  return guarded([&] {
+    if (!opt) bad("opt: output pointer is NULL");
+    *opt = nullptr;
+    auto *o = new lwOptimizerStruct;
+    o->params = optimizer_defaults(LW_OPTIMIZER_SGD);
+    *opt = o;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwSetOptimizerDescriptor(lwOptimizerDescriptor_t opt, lwOptimizerMode_t mode,
+                                    const lwOptimizerParams_t *params) {
+  return guarded([&] {
+    optimizer(opt);
+    want_optimizer_mode(mode);
+    if (!params) bad("params: pointer is NULL (lwOptimizerParamsDefault gives torch's defaults)");
+    want_optimizer_params(mode, *params);
+    opt->mode = mode;
+    opt->params = *params;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetOptimizerDescriptor(lwOptimizerDescriptor_t opt, lwOptimizerMode_t *mode,
+                                    lwOptimizerParams_t *params) {
+  return guarded([&] {
+    optimizer(opt);
+    if (mode) *mode = opt->mode;
+    if (params) *params = opt->params;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwDestroyOptimizerDescriptor(lwOptimizerDescriptor_t opt) {
+  return guarded([&] {
+    optimizer(opt);
+    delete opt;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwSetOptimizerStepCount(lwOptimizerDescriptor_t opt, int64_t t) {
+  return guarded([&] {
+    optimizer(opt);
+    if (t < 0) bad("t: step count must be >= 0, got " + std::to_string(t));
+    opt->t = t;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetOptimizerStepCount(lwOptimizerDescriptor_t opt, int64_t *t) {
+  return guarded([&] {
+    optimizer(opt);
+    if (!t) bad("t: output pointer is NULL");
+    *t = opt->t;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwOptimizerAdvanceStep(lwOptimizerDescriptor_t opt) {
+  return guarded([&] {
+    optimizer(opt);
+    if (opt->t == INT64_MAX) bad("opt: step count would overflow int64");
+    ++opt->t;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwGetOptimizerStateCount(lwOptimizerDescriptor_t opt, int *count) {
+  return guarded([&] {
+    optimizer(opt);
+    if (!count) bad("count: output pointer is NULL");
+    *count = optimizer_state_count(opt->mode, opt->params);
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwOptimizerStep(lwHandle_t handle, lwOptimizerDescriptor_t opt,
+                           lwTensorDescriptor_t paramDesc, void *param, const void *grad,
+                           void *const *state) {
+  return guarded([&] {
+    check_handle(handle);
+    const lwOptimizerStruct *o = optimizer(opt);
+    auto *pd = tensor("param", paramDesc, param);
+    want_float("param", pd);
+    if (!grad && pd->rows > 0) bad("grad: data pointer is NULL");
+    const int count = optimizer_state_count(o->mode, o->params);
+    want_state("state", state, count, pd->rows);
+    if (pd->rows == 0) return LW_STATUS_SUCCESS;
+    const OptimizerStepArgs a = optimizer_step_args(o, pd, param, grad, state);
+    return LW_DISPATCH(handle, optimizer_step, a);
+  });
+}
+
+lwStatus_t lwLinearBackwardUpdate(lwHandle_t handle, lwOptimizerDescriptor_t opt,
+                                  lwTensorDescriptor_t dyDesc, const void *dy,
+                                  lwTensorDescriptor_t xDesc, const void *x,
+                                  lwTensorDescriptor_t wDesc, void *w, void *const *w_state,
+                                  lwTensorDescriptor_t bDesc, void *b, void *const *b_state,
+                                  lwTensorDescriptor_t dxDesc, void *dx) {
+  return guarded([&] {
+    check_handle(handle);
+    const lwOptimizerStruct *o = optimizer(opt);
+    const lwTensorStruct *dyd, *xd, *wd;
+    want_weight_grad_chain("w", dyDesc, dy, xDesc, x, wDesc, w, &dyd, &xd, &wd);
+    const int count = optimizer_state_count(o->mode, o->params);
+    want_state("w_state", w_state, count, wd->rows);
+    if (b || bDesc) {
+      auto *bd = tensor("b", bDesc, b);
+      if (!b) bad("b: data pointer is NULL but bDesc is set");
+      same_dtype("b", bd, "dy", dyd);
+      want_vector("b", bd, dyd->cols);
+      want_state("b_state", b_state, count, 1);
+    }
+    int64_t lddx = 0;
+    if (dx || dxDesc) {
+      auto *dxd = tensor("dx", dxDesc, dx);
+      if (!dx && dxd->rows > 0) bad("dx: data pointer is NULL but dxDesc is set");
+      same_dtype("dx", dxd, "dy", dyd);
+      want_shape("dx", dxd, dyd->rows, xd->cols);
+      lddx = dxd->stride;
+    }
+    void *dx_used = (dx && dyd->rows > 0) ? dx : nullptr;
+    if (o->mode == LW_OPTIMIZER_SGD) {
+      const lwOptimizerParams_t &p = o->params;
+      const bool mom = count > 0;
+      LinearSgdArgs a{dt(dyd), dyd->rows, xd->cols, dyd->cols, dy, dyd->stride, x, xd->stride,
+                      w, wd->stride, mom ? w_state[0] : nullptr, b, (mom && b) ? b_state[0] : nullptr,
+                      dx_used, lddx, p.lr, p.momentum, p.weight_decay, p.nesterov != 0};
+      return LW_DISPATCH(handle, linear_backward_sgd, a);
+    }
+    LinearUpdateArgs a{};
+    a.dtype = dt(dyd);
+    a.n = dyd->rows;
+    a.in = xd->cols;
+    a.out = dyd->cols;
+    a.dy = dy;
+    a.lddy = dyd->stride;
+    a.x = x;
+    a.ldx = xd->stride;
+    a.w = w;
+    a.ldw = wd->stride;
+    a.b = b;
+    a.state_count = count;
+    for (int k = 0; k < count; ++k) {
+      a.w_state[k] = w_state[k];
+      a.b_state[k] = b ? b_state[k] : nullptr;
+    }
+    a.dx = dx_used;
+    a.lddx = lddx;
+    a.mode = o->mode;
+    a.coef = optimizer_coefficients(o->mode, o->params, o->t);
+    return LW_DISPATCH(handle, linear_backward_update, a);
   });
 }
 

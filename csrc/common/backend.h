@@ -11,6 +11,7 @@
 #include <string>
 
 #include "layerwise/layerwise.h"
+#include "optimizer_math.h"
 
 namespace lw {
 
@@ -177,6 +178,102 @@ lwStatus_t loss_forward_backward(const CudaContext &, const LossArgs &);  // syn
 lwStatus_t sgd_update(const CudaContext &, const SgdArgs &);
 lwStatus_t bernoulli_sample(const CudaContext &, const BernoulliArgs &);
 lwStatus_t linear_backward_sgd(const CudaContext &, const LinearSgdArgs &);
+}  // namespace cuda
+#endif
+
+// ---- optimizers (see lwOptimizerStep, optimizer_math.h) ----------------------
+// One in-place step of `mode` over param (rows, cols), with grad and the
+// state_count state buffers sharing ld; coef holds step s = t + 1's constants.
+struct OptimizerStepArgs {
+  DType dtype;
+  int64_t rows, cols, ld;
+  void *param;
+  const void *grad;
+  void *state[3];           // the first state_count are non-null
+  int state_count;
+  lwOptimizerMode_t mode;
+  OptimizerCoefficients<double> coef;
+};
+
+// Fused dense-layer backward + optimizer step (see lwLinearBackwardUpdate) for
+// the modes without a register-fused kernel: dx = dy w (old w; skipped when dx
+// is null), then w and b step with dw = dy^T x and db = sum_rows dy, which the
+// backend computes into a workspace of its own.
+struct LinearUpdateArgs {
+  DType dtype;
+  int64_t n, in, out;
+  const void *dy; int64_t lddy;
+  const void *x; int64_t ldx;
+  void *w; int64_t ldw;
+  void *w_state[3];         // laid out like w
+  void *b;                  // contiguous, length out; may be null
+  void *b_state[3];         // contiguous like b
+  int state_count;
+  void *dx; int64_t lddx;   // may be null
+  lwOptimizerMode_t mode;
+  OptimizerCoefficients<double> coef;
+};
+
+// The older SGD entry points (lwSgdUpdate, lwLinearBackwardSgdUpdate) as the
+// SGD mode of the optimizer arguments, so both paths run the same kernels.
+inline OptimizerCoefficients<double> sgd_coefficients(double lr, double momentum, double weight_decay,
+                                                      bool nesterov, bool has_velocity) {
+  lwOptimizerParams_t p{};
+  p.lr = lr;
+  p.momentum = momentum;
+  p.weight_decay = weight_decay;
+  p.nesterov = nesterov ? 1 : 0;
+  OptimizerCoefficients<double> c = optimizer_coefficients(LW_OPTIMIZER_SGD, p, 0);
+  c.use_momentum = has_velocity;
+  return c;
+}
+
+inline OptimizerStepArgs as_optimizer_step(const SgdArgs &s) {
+  OptimizerStepArgs a{};
+  a.dtype = s.dtype;
+  a.rows = s.rows;
+  a.cols = s.cols;
+  a.ld = s.ld;
+  a.param = s.param;
+  a.grad = s.grad;
+  a.state_count = s.velocity ? 1 : 0;
+  a.state[0] = s.velocity;
+  a.mode = LW_OPTIMIZER_SGD;
+  a.coef = sgd_coefficients(s.lr, s.momentum, s.weight_decay, s.nesterov, s.velocity != nullptr);
+  return a;
+}
+
+inline LinearUpdateArgs as_linear_update(const LinearSgdArgs &s) {
+  LinearUpdateArgs a{};
+  a.dtype = s.dtype;
+  a.n = s.n;
+  a.in = s.in;
+  a.out = s.out;
+  a.dy = s.dy;
+  a.lddy = s.lddy;
+  a.x = s.x;
+  a.ldx = s.ldx;
+  a.w = s.w;
+  a.ldw = s.ldw;
+  a.w_state[0] = s.w_velocity;
+  a.b = s.b;
+  a.b_state[0] = s.b_velocity;
+  a.state_count = s.w_velocity ? 1 : 0;
+  a.dx = s.dx;
+  a.lddx = s.lddx;
+  a.mode = LW_OPTIMIZER_SGD;
+  a.coef = sgd_coefficients(s.lr, s.momentum, s.weight_decay, s.nesterov, s.w_velocity != nullptr);
+  return a;
+}
+
+namespace cpu {
+lwStatus_t optimizer_step(const CpuContext &, const OptimizerStepArgs &);
+lwStatus_t linear_backward_update(const CpuContext &, const LinearUpdateArgs &);
+}  // namespace cpu
+#ifdef LAYERWISE_WITH_CUDA
+namespace cuda {
+lwStatus_t optimizer_step(const CudaContext &, const OptimizerStepArgs &);
+lwStatus_t linear_backward_update(const CudaContext &, const LinearUpdateArgs &);
 }  // namespace cuda
 #endif
 

@@ -8,27 +8,20 @@
 // For a block of R = 4 rows of w and C = 2 vectors of columns, the kernel
 // accumulates the (R, C) tile of dw over the batch in registers
 //     dw[j, k] = sum_i dy[i, j] * x[i, k]        (dyT holds dy transposed: (out, n))
-// and applies the SGD step to that tile of w and its velocity right away.
+// and applies the SGD step (optimizer_math.h's sgd_rule) to that tile of w and
+// its velocity right away.
 #include <cstdint>
+
+#include "../common/optimizer_math.h"
 
 namespace lw::cpu {
 namespace {
 
+// The SGD formula of optimizer_math.h on one element; v may be null without momentum.
 template <typename T>
-struct SgdStep {
-  T lr, mu, wd;
-  bool momentum, nesterov;
-};
-
-template <typename T>
-inline void sgd_scalar(T g, T *w, T *v, const SgdStep<T> &s) {
-  g += s.wd * *w;
-  if (s.momentum) {
-    const T nv = s.mu * *v + g;
-    *v = nv;
-    g = s.nesterov ? g + s.mu * nv : nv;
-  }
-  *w -= s.lr * g;
+inline void sgd_scalar(T g, T *w, T *v, const OptimizerCoefficients<T> &s) {
+  T unused = 0;
+  sgd_rule(*w, g, v ? *v : unused, s);
 }
 
 template <typename T>
@@ -50,20 +43,17 @@ inline void storeu(T *p, V v) {
 
 // One vector of w (and its velocity) takes the step with gradient g.
 template <typename V, typename T>
-inline void sgd_vec(V g, T *w, T *v, const SgdStep<T> &s) {
+inline void sgd_vec(V g, T *w, T *v, const OptimizerCoefficients<T> &s) {
   V wv = loadu<V>(w);
-  g += s.wd * wv;
-  if (s.momentum) {
-    V vv = s.mu * loadu<V>(v) + g;
-    storeu(v, vv);
-    g = s.nesterov ? g + s.mu * vv : vv;
-  }
-  storeu(w, wv - s.lr * g);
+  V vv = v ? loadu<V>(v) : V{};
+  sgd_rule(wv, g, vv, s);
+  storeu(w, wv);
+  if (v) storeu(v, vv);
 }
 
 template <typename T>
 void fused_rows(int64_t j0, int64_t j1, int64_t n, int64_t in, const T *dyT, const T *x, int64_t ldx,
-                T *w, int64_t ldw, T *vel, const SgdStep<T> &s) {
+                T *w, int64_t ldw, T *vel, const OptimizerCoefficients<T> &s) {
   typedef typename VecOf<T>::type V;
   constexpr int L = LW_VEC_BYTES / sizeof(T);
   constexpr int R = 4, C = 2 * L;
@@ -137,20 +127,20 @@ void fused_rows(int64_t j0, int64_t j1, int64_t n, int64_t in, const T *dyT, con
 }  // namespace
 
 // The exported entry points of this ISA's TU (plain functions: no ODR sharing).
+// s.use_momentum must equal vel != nullptr.
 #define LW_CAT2(a, b) a##b
 #define LW_CAT(a, b) LW_CAT2(a, b)
-void LW_CAT(fused_sgd_rows_f32_, LW_ISA_SUFFIX)(int64_t j0, int64_t j1, int64_t n, int64_t in,
+bool LW_CAT(fused_sgd_rows_f32_, LW_ISA_SUFFIX)(int64_t j0, int64_t j1, int64_t n, int64_t in,
                                                 const float *dyT, const float *x, int64_t ldx, float *w,
-                                                int64_t ldw, float *vel, float lr, float mu, float wd,
-                                                bool nesterov) {
-  fused_rows<float>(j0, j1, n, in, dyT, x, ldx, w, ldw, vel, SgdStep<float>{lr, mu, wd, vel != nullptr, nesterov});
+                                                int64_t ldw, float *vel, const OptimizerCoefficients<float> &s) {
+  fused_rows<float>(j0, j1, n, in, dyT, x, ldx, w, ldw, vel, s);
+  return true;
 }
-void LW_CAT(fused_sgd_rows_f64_, LW_ISA_SUFFIX)(int64_t j0, int64_t j1, int64_t n, int64_t in,
+bool LW_CAT(fused_sgd_rows_f64_, LW_ISA_SUFFIX)(int64_t j0, int64_t j1, int64_t n, int64_t in,
                                                 const double *dyT, const double *x, int64_t ldx, double *w,
-                                                int64_t ldw, double *vel, double lr, double mu, double wd,
-                                                bool nesterov) {
-  fused_rows<double>(j0, j1, n, in, dyT, x, ldx, w, ldw, vel,
-                     SgdStep<double>{lr, mu, wd, vel != nullptr, nesterov});
+                                                int64_t ldw, double *vel, const OptimizerCoefficients<double> &s) {
+  fused_rows<double>(j0, j1, n, in, dyT, x, ldx, w, ldw, vel, s);
+  return true;
 }
 #undef LW_CAT
 #undef LW_CAT2

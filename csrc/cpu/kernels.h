@@ -25,7 +25,6 @@ namespace lw::cpu {
   bool activation_forward_##isa(const ActivationForwardArgs &a, int nthreads);                \
   bool activation_backward_##isa(const ActivationBackwardArgs &a, int nthreads);              \
   bool softmax_##isa(const SoftmaxArgs &a, int nthreads);                                     \
-  bool sgd_##isa(const SgdArgs &a, int nthreads);                                             \
   bool loss_##isa(const LossArgs &a, int nthreads, double *value);                            \
   bool column_sums_##isa(DType dt, const void *dy, int64_t lddy, int64_t n, int64_t out,      \
                          void *db, double alpha, double beta, int nthreads);

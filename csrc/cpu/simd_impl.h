@@ -607,49 +607,6 @@ void act_backward(const ActivationBackwardArgs &a, int nthreads) {
   });
 }
 
-// In-place SGD in one read of (p, g, v) and one write of (p, v); same formula
-// order as sgd.cpp's reference.
-template <class X>
-void sgd(const SgdArgs &a, int nthreads) {
-  using T = typename X::T;
-  using V = typename X::V;
-  constexpr int W = X::W;
-  T *p = static_cast<T *>(a.param);
-  const T *g = static_cast<const T *>(a.grad);
-  T *vel = static_cast<T *>(a.velocity);
-  const V lr = X::set1((T)a.lr), mu = X::set1((T)a.momentum), wd = X::set1((T)a.weight_decay);
-  const bool nesterov = a.nesterov;
-  const int64_t ld = a.ld;
-  const bool flat = ld == a.cols;
-  const int64_t rows = flat ? 1 : a.rows, cols = flat ? a.rows * a.cols : a.cols;
-  for_segments(rows, cols, ew_threads(nthreads, a.rows * a.cols), [&](int64_t r, int64_t c0, int64_t c1) {
-    T *pr = p + r * ld + c0;
-    const T *gr = g + r * ld + c0;
-    T *vr = vel ? vel + r * ld + c0 : nullptr;
-    const int64_t n = c1 - c0;
-    for (int64_t j = 0; j < n; j += W) {
-      const int m = (int)imin(W, n - j);
-      const bool full = m == W;
-      const V pv = full ? X::load(pr + j) : X::loadn(pr + j, m);
-      const V gv = full ? X::load(gr + j) : X::loadn(gr + j, m);
-      const V d = X::add(gv, X::mul(wd, pv));
-      V step;
-      if (!vr) {
-        step = d;
-      } else {
-        const V vo = full ? X::load(vr + j) : X::loadn(vr + j, m);
-        const V vn = X::add(X::mul(mu, vo), d);
-        if (full) X::store(vr + j, vn);
-        else X::storen(vr + j, vn, m);
-        step = nesterov ? X::add(d, X::mul(mu, vn)) : vn;
-      }
-      const V pn = X::sub(pv, X::mul(lr, step));
-      if (full) X::store(pr + j, pn);
-      else X::storen(pr + j, pn, m);
-    }
-  });
-}
-
 // Row-wise softmax: max, sum of exp, scale; three passes over a row that is hot in L1/L2.
 template <class X>
 void softmax(const SoftmaxArgs &a, int nthreads) {
@@ -853,11 +810,6 @@ double softmax_xent_loss(const LossArgs &a, int nthreads) {
   bool softmax_##isa(const SoftmaxArgs &a, int nthreads) {                                       \
     if (a.dtype == DType::F32) softmax<F>(a, nthreads);                                         \
     else softmax<D>(a, nthreads);                                                               \
-    return true;                                                                                \
-  }                                                                                             \
-  bool sgd_##isa(const SgdArgs &a, int nthreads) {                                               \
-    if (a.dtype == DType::F32) sgd<F>(a, nthreads);                                             \
-    else sgd<D>(a, nthreads);                                                                   \
     return true;                                                                                \
   }                                                                                             \
   bool loss_##isa(const LossArgs &a, int nthreads, double *value) {                             \

@@ -1,39 +1,12 @@
-// sgd_sampling.cu -- the in-place SGD step (torch.optim.SGD convention, see
-// lwSgdUpdate) and Bernoulli sampling from the counter-based generator in
-// rng.h. Both are elementwise functors (map2d.cuh); the arithmetic is the CPU
-// backend's (csrc/cpu/sgd.cpp, csrc/cpu/sampling.cpp), so a Bernoulli draw is
-// bit-identical on either device.
+// sgd_sampling.cu -- Bernoulli sampling from the counter-based generator in
+// rng.h, an elementwise functor (map2d.cuh) with the CPU backend's arithmetic
+// (csrc/cpu/sampling.cpp), so a draw is bit-identical on either device. (The
+// SGD step that lived here is the SGD mode of optimizer.cu.)
 #include "../common/rng.h"
 #include "map2d.cuh"
 
 namespace lw::cuda {
 namespace {
-
-template <typename T>
-struct SgdOp {
-  T *param;
-  const T *grad;
-  T *velocity;  // null when momentum == 0
-  int64_t ld;
-  T lr, mu, wd;
-  bool nesterov;
-  __device__ void operator()(int64_t r, int64_t c) const {
-    const int64_t i = r * ld + c;
-    const T p = param[i];
-    if (!velocity) {
-      param[i] = p - lr * (grad[i] + wd * p);
-    } else if (!nesterov) {
-      const T v = mu * velocity[i] + grad[i] + wd * p;
-      velocity[i] = v;
-      param[i] = p - lr * v;
-    } else {
-      const T d = grad[i] + wd * p;
-      const T v = mu * velocity[i] + d;
-      velocity[i] = v;
-      param[i] = p - lr * (d + mu * v);
-    }
-  }
-};
 
 template <typename T>
 struct BernoulliOp {
@@ -53,14 +26,6 @@ struct BernoulliOp {
 };
 
 template <typename T>
-lwStatus_t sgd_t(const CudaContext &ctx, const SgdArgs &a) {
-  const SgdOp<T> op{static_cast<T *>(a.param), static_cast<const T *>(a.grad),
-                    static_cast<T *>(a.velocity), a.ld, (T)a.lr, (T)a.momentum,
-                    (T)a.weight_decay, a.nesterov};
-  return launch_map2d(ctx, a.rows, a.cols, a.rows == 1 || a.ld == a.cols, op, "lwSgdUpdate");
-}
-
-template <typename T>
 lwStatus_t bernoulli_t(const CudaContext &ctx, const BernoulliArgs &a) {
   const bool contig = a.rows == 1 || (a.ldy == a.cols && (a.p == nullptr || a.ldp == a.cols));
   // Flattened walks see (0, r * cols + c): the same counter as (r, c).
@@ -70,11 +35,6 @@ lwStatus_t bernoulli_t(const CudaContext &ctx, const BernoulliArgs &a) {
 }
 
 }  // namespace
-
-lwStatus_t sgd_update(const CudaContext &ctx, const SgdArgs &a) {
-  LW_CUDA_DEVICE_GUARD(ctx, "lwSgdUpdate");
-  return a.dtype == DType::F32 ? sgd_t<float>(ctx, a) : sgd_t<double>(ctx, a);
-}
 
 lwStatus_t bernoulli_sample(const CudaContext &ctx, const BernoulliArgs &a) {
   LW_CUDA_DEVICE_GUARD(ctx, "lwBernoulliSample");

@@ -12,7 +12,9 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "layerwise/layerwise.h"
 
@@ -118,6 +120,71 @@ class Handle {
 };
 
 using GIL = py::call_guard<py::gil_scoped_release>;
+
+}  // namespace
+
+// ---- optimizers: an owned optimizer descriptor built from Python values ----
+namespace {
+
+class OptDesc {
+ public:
+  // hyper: torch.optim names -> values, over lwOptimizerParamsDefault(mode); t: completed steps.
+  OptDesc(int mode, const std::map<std::string, double> &hyper, int64_t t) {
+    lwOptimizerParams_t p{};
+    check(lwOptimizerParamsDefault((lwOptimizerMode_t)mode, &p));
+    for (const auto &kv : hyper) {
+      const std::string &k = kv.first;
+      const double v = kv.second;
+      if (k == "lr") p.lr = v;
+      else if (k == "momentum") p.momentum = v;
+      else if (k == "weight_decay") p.weight_decay = v;
+      else if (k == "nesterov") p.nesterov = flag(k, v);
+      else if (k == "beta1") p.beta1 = v;
+      else if (k == "beta2") p.beta2 = v;
+      else if (k == "alpha") p.alpha = v;
+      else if (k == "eps") p.eps = v;
+      else if (k == "centered") p.centered = flag(k, v);
+      else if (k == "lr_decay") p.lr_decay = v;
+      else if (k == "initial_accumulator_value") p.initial_accumulator_value = v;
+      else throw py::value_error(k + ": not an optimizer hyperparameter");
+    }
+    check(lwCreateOptimizerDescriptor(&d_));
+    try {
+      check(lwSetOptimizerDescriptor(d_, (lwOptimizerMode_t)mode, &p));
+      check(lwSetOptimizerStepCount(d_, t));
+    } catch (...) {
+      lwDestroyOptimizerDescriptor(d_);
+      throw;
+    }
+  }
+  ~OptDesc() { lwDestroyOptimizerDescriptor(d_); }
+  OptDesc(const OptDesc &) = delete;
+  OptDesc &operator=(const OptDesc &) = delete;
+  lwOptimizerDescriptor_t get() const { return d_; }
+  int state_count() const {
+    int n = 0;
+    check(lwGetOptimizerStateCount(d_, &n));
+    return n;
+  }
+
+ private:
+  static int flag(const std::string &k, double v) {
+    if (v != 0.0 && v != 1.0) throw py::value_error(k + ": must be 0/1 (False/True)");
+    return (int)v;
+  }
+  lwOptimizerDescriptor_t d_ = nullptr;
+};
+
+// The state pointers of one tensor, checked against the descriptor's count.
+std::vector<void *> state_pointers(const OptDesc &o, const std::vector<DataPtr> &state, const char *name) {
+  const int n = o.state_count();
+  if ((int)state.size() != n)
+    throw py::value_error(std::string(name) + ": this optimizer needs " + std::to_string(n) +
+                          " state buffers, got " + std::to_string(state.size()));
+  std::vector<void *> v;
+  for (const DataPtr &d : state) v.push_back(P(d));
+  return v;
+}
 
 }  // namespace
 
@@ -287,6 +354,52 @@ PYBIND11_MODULE(_core, m) {
           } else {
             check(lwBernoulliSample(h.get(), seed, offset, nullptr, nullptr, p_scalar, yd.get(), P(y)));
           }
+        },
+        GIL());
+
+  // ---- optimizers (descriptor API) -------------------------------------------
+  m.attr("OPTIMIZERS") = py::dict(py::arg("sgd") = (int)LW_OPTIMIZER_SGD, py::arg("adam") = (int)LW_OPTIMIZER_ADAM,
+                                  py::arg("adamw") = (int)LW_OPTIMIZER_ADAMW,
+                                  py::arg("rmsprop") = (int)LW_OPTIMIZER_RMSPROP,
+                                  py::arg("adagrad") = (int)LW_OPTIMIZER_ADAGRAD);
+  m.def("optimizer_params_default", [](int mode) {
+    lwOptimizerParams_t p{};
+    check(lwOptimizerParamsDefault((lwOptimizerMode_t)mode, &p));
+    return std::map<std::string, double>{
+        {"lr", p.lr}, {"momentum", p.momentum}, {"weight_decay", p.weight_decay},
+        {"nesterov", (double)p.nesterov}, {"beta1", p.beta1}, {"beta2", p.beta2},
+        {"alpha", p.alpha}, {"eps", p.eps}, {"centered", (double)p.centered},
+        {"lr_decay", p.lr_decay}, {"initial_accumulator_value", p.initial_accumulator_value}};
+  });
+
+  m.def("optimizer_state_count",
+        [](int mode, const std::map<std::string, double> &hyper) { return OptDesc(mode, hyper, 0).state_count(); });
+
+  m.def("optimizer_step",
+        [](Handle &h, int dt, int mode, const std::map<std::string, double> &hyper, int64_t step,
+           DataPtr param, int64_t r, int64_t c, int64_t l, DataPtr grad, const std::vector<DataPtr> &state) {
+          OptDesc o(mode, hyper, step);
+          const std::vector<void *> st = state_pointers(o, state, "state");
+          Desc pd(dt, r, c, l);
+          check(lwOptimizerStep(h.get(), o.get(), pd.get(), P(param), P(grad), st.empty() ? nullptr : st.data()));
+        },
+        GIL());
+
+  m.def("linear_backward_update",
+        [](Handle &h, int dt, int mode, const std::map<std::string, double> &hyper, int64_t step,
+           DataPtr dy, int64_t r, int64_t c, int64_t l, DataPtr x, int64_t xr, int64_t xc, int64_t xl,
+           DataPtr w, int64_t wr, int64_t wc, int64_t wl, const std::vector<DataPtr> &w_state,
+           DataPtr b, int64_t bc, const std::vector<DataPtr> &b_state, DataPtr dx, int64_t dxl) {
+          OptDesc o(mode, hyper, step);
+          const std::vector<void *> ws = state_pointers(o, w_state, "weight_state");
+          const std::vector<void *> bs = b ? state_pointers(o, b_state, "bias_state") : std::vector<void *>{};
+          Desc dyd(dt, r, c, l), xd(dt, xr, xc, xl), wd(dt, wr, wc, wl);
+          Desc bd, dxd;
+          if (b) check(lwSetTensor2dDescriptor(bd.get(), (lwDataType_t)dt, 1, bc, bc));
+          if (dx) check(lwSetTensor2dDescriptor(dxd.get(), (lwDataType_t)dt, xr, xc, dxl));
+          check(lwLinearBackwardUpdate(h.get(), o.get(), dyd.get(), P(dy), xd.get(), P(x), wd.get(), P(w),
+                                       ws.empty() ? nullptr : ws.data(), b ? bd.get() : nullptr, P(b),
+                                       bs.empty() ? nullptr : bs.data(), dx ? dxd.get() : nullptr, P(dx)));
         },
         GIL());
 }

@@ -34,6 +34,12 @@ __all__ = [
     "softmax_cross_entropy",
     "sgd_update",
     "linear_backward_sgd",
+    "optimizer_step",
+    "linear_backward_update",
+    "optimizer_state_count",
+    "optimizer_defaults",
+    "OPTIMIZER_MODES",
+    "OPTIMIZER_HYPERPARAMETERS",
     "bernoulli",
     "ACTIVATIONS",
     "set_num_threads",
@@ -488,6 +494,134 @@ def linear_backward_sgd(dy, x, weight, bias=None, *, lr, momentum=0.0, weight_ve
         DX = (0, 0, 0, 0)
     _core.linear_backward_sgd(c.handle(), c.code, *DY, *X, float(lr), float(momentum), float(weight_decay),
                               bool(nesterov), *W, WV[0], *B, BV[0], DX[0], DX[3])
+    return dx
+
+
+
+# ---- optimizers (the descriptor API: SGD, Adam, AdamW, RMSprop, Adagrad) --------------
+_OPT_MODE = dict(_core.OPTIMIZERS)
+OPTIMIZER_MODES = tuple(_OPT_MODE)
+_FLAG_HYPER = ("nesterov", "centered")
+OPTIMIZER_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "nesterov", "beta1", "beta2", "alpha", "eps",
+                             "centered", "lr_decay", "initial_accumulator_value")
+
+
+def _optimizer_args(mode, hyper):
+    """(mode code, {name: float}) after Python-level type checks; ranges are checked by the C API."""
+    if not isinstance(mode, str) or mode not in _OPT_MODE:
+        raise ValueError(f"mode: unknown optimizer {mode!r}; expected one of {', '.join(OPTIMIZER_MODES)}")
+    values = {}
+    for name, v in hyper.items():
+        if name not in OPTIMIZER_HYPERPARAMETERS:
+            raise TypeError(f"{name}: not a hyperparameter of optimizer_step (expected some of "
+                            f"{', '.join(OPTIMIZER_HYPERPARAMETERS)})")
+        if name in _FLAG_HYPER:
+            if not isinstance(v, (bool, np.bool_, int, np.integer)) or v not in (0, 1):
+                raise TypeError(f"{name}: expected a bool, got {v!r}")
+            values[name] = float(bool(v))
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+        values[name] = float(v)
+    return _OPT_MODE[mode], values
+
+
+def _step_number(step):
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step: expected an int (1 for the first update), got {type(step).__name__}")
+    if step < 1:
+        raise ValueError(f"step: the step number starts at 1, got {step}")
+    return int(step) - 1  # the C API counts completed steps
+
+
+def optimizer_defaults(mode):
+    """torch.optim's default hyperparameters of ``mode`` (a dict; unused ones are 0)."""
+    code, _ = _optimizer_args(mode, {})
+    d = _core.optimizer_params_default(code)
+    return {k: (bool(d[k]) if k in _FLAG_HYPER else d[k]) for k in OPTIMIZER_HYPERPARAMETERS}
+
+
+def optimizer_state_count(mode, **hyper):
+    """How many state arrays (each shaped like the parameter) ``optimizer_step`` needs."""
+    code, values = _optimizer_args(mode, hyper)
+    return _core.optimizer_state_count(code, values)
+
+
+def _state_ptrs(c, name, state, rows, cols, stride, count):
+    if state is None:
+        state = ()
+    if not isinstance(state, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of arrays, got {type(state).__name__}")
+    if len(state) != count:
+        raise ValueError(f"{name}: this optimizer needs {count} state arrays, got {len(state)}")
+    ptrs = []
+    for k, s in enumerate(state):
+        S = _as_mat(c, f"{name}[{k}]", s, rows, cols, writable=True)
+        if S[3] != stride:
+            raise ValueError(f"{name}[{k}]: must have the same row stride as the parameter")
+        ptrs.append(S[0])
+    return ptrs
+
+
+def optimizer_step(param, grad, state, *, mode, step, **hyper):
+    """One in-place update of ``param`` (and its ``state`` arrays) in one pass.
+
+    mode: "sgd", "adam", "adamw", "rmsprop" or "adagrad", with torch.optim's
+    formulas, hyperparameter names and defaults (see layerwise.h; Adam's betas
+    are ``beta1``, ``beta2``). step: this update's step number, 1 for the first
+    (Adam's bias correction, Adagrad's lr decay use it). state: the list of
+    ``optimizer_state_count(mode, **hyper)`` arrays shaped like param (zeros
+    before the first step; Adagrad's filled with initial_accumulator_value), in
+    the order: SGD [momentum_buffer]; Adam/AdamW [exp_avg, exp_avg_sq]; RMSprop
+    [square_avg, momentum_buffer (momentum > 0), grad_avg (centered)]; Adagrad [sum].
+    param, grad and state are 1-D or 2-D arrays of one shape and row stride."""
+    code, values = _optimizer_args(mode, hyper)
+    t = _step_number(step)
+    count = _core.optimizer_state_count(code, values)
+    c = _Call()
+    P = _as_mat(c, "param", param, writable=True)
+    G = _as_mat(c, "grad", grad, P[1], P[2])
+    if G[3] != P[3]:
+        raise ValueError("grad: must have the same row stride as param")
+    S = _state_ptrs(c, "state", state, P[1], P[2], P[3], count)
+    _core.optimizer_step(c.handle(), c.code, code, values, t, *P, G[0], S)
+
+
+def linear_backward_update(dy, x, weight, bias=None, *, weight_state, bias_state=None, mode, step, dx=False,
+                           **hyper):
+    """One dense layer's backward pass fused with an optimizer step.
+
+    Computes ``dx = dy @ weight`` (with the weights before the step; only when
+    ``dx`` is True or an array to write into), then updates ``weight`` (and
+    ``bias``) and their state lists in place exactly as ``optimizer_step`` would
+    with the gradients ``dy.T @ x`` (and ``dy.sum(0)``). SGD runs the fused
+    register-tiled kernel (no gradient in memory); other modes go through a
+    workspace on CPU. Returns dx, or None."""
+    code, values = _optimizer_args(mode, hyper)
+    t = _step_number(step)
+    count = _core.optimizer_state_count(code, values)
+    c = _Call()
+    DY = c.mat("dy", dy)
+    X = c.mat("x", x)
+    if X[1] != DY[1]:
+        raise ValueError(f"x: has {X[1]} rows but dy has {DY[1]} (one row per sample)")
+    W = c.mat("weight", weight, DY[2], X[2], writable=True)
+    WS = _state_ptrs(c, "weight_state", weight_state, DY[2], X[2], W[3], count)
+    if bias is not None:
+        B = c.vec("bias", bias, DY[2], writable=True)
+        BS = _state_ptrs(c, "bias_state", bias_state, 1, DY[2], DY[2], count)
+    else:
+        B, BS = (0, 0), []
+    if dx is True:
+        dx = c.empty((DY[1], X[2]))
+    elif dx is False or dx is None:
+        dx = None
+    if dx is not None:
+        _no_overlap("dx", dx, dy=dy, x=x, weight=weight)
+        DX = c.mat("dx", dx, DY[1], X[2], writable=True)
+    else:
+        DX = (0, 0, 0, 0)
+    _core.linear_backward_update(c.handle(), c.code, code, values, t, *DY, *X, *W, WS, *B, BS, DX[0], DX[3])
     return dx
 
 

@@ -222,6 +222,117 @@ LW_API lwStatus_t lwLinearBackwardSgdUpdate(lwHandle_t handle,
                                             lwTensorDescriptor_t bDesc, void *b, void *b_velocity,
                                             lwTensorDescriptor_t dxDesc, void *dx);
 
+/* ---- optimizers ---------------------------------------------------------
+ * An optimizer descriptor holds a mode, its hyperparameters and the step count
+ * t (completed training steps). lwOptimizerStep updates one tensor in place in
+ * one pass, reading param, grad and the mode's state buffers and writing param
+ * and the state; it uses step number s = t + 1 and leaves t alone, so every
+ * tensor of a training step sees the same s. lwOptimizerAdvanceStep then moves
+ * t on once per training step. Formulas and defaults follow torch.optim
+ * (single-tensor variants; amsgrad, maximize, dampening are not offered). With
+ * g the gradient, p the parameter, all operations elementwise:
+ *
+ *   SGD      (defaults lr 1e-3, momentum 0, weight_decay 0, nesterov 0)
+ *            g += weight_decay * p
+ *            if momentum != 0:  buf = momentum * buf + g
+ *                               g = nesterov ? g + momentum * buf : buf
+ *            p -= lr * g
+ *            state: [buf] when momentum != 0, else none.
+ *   ADAM     (defaults lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0)
+ *            g += weight_decay * p                            (L2, coupled)
+ *            m = m + (1 - beta1) * (g - m)
+ *            v = beta2 * v + (1 - beta2) * g * g
+ *            p -= lr / (1 - beta1^s) * m / (sqrt(v) / sqrt(1 - beta2^s) + eps)
+ *            state: [m (exp_avg), v (exp_avg_sq)].
+ *   ADAMW    (as ADAM, but weight_decay defaults to 1e-2 and is decoupled:)
+ *            p *= 1 - lr * weight_decay, then the ADAM step with g unchanged.
+ *   RMSPROP  (defaults lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0, centered 0)
+ *            g += weight_decay * p
+ *            sq = alpha * sq + (1 - alpha) * g * g
+ *            if centered:  ga = ga + (1 - alpha) * (g - ga);  d = sqrt(sq - ga * ga) + eps
+ *            else:         d = sqrt(sq) + eps
+ *            if momentum > 0:  buf = momentum * buf + g / d;  p -= lr * buf
+ *            else:             p -= lr * g / d
+ *            state: [sq (square_avg), buf (momentum_buffer) when momentum > 0,
+ *                    ga (grad_avg) when centered], in that order.
+ *   ADAGRAD  (defaults lr 1e-2, lr_decay 0, weight_decay 0, initial_accumulator_value 0,
+ *            eps 1e-10)
+ *            g += weight_decay * p
+ *            sum += g * g
+ *            p -= lr / (1 + (s - 1) * lr_decay) * g / (sqrt(sum) + eps)
+ *            state: [sum], filled with initial_accumulator_value before the first step.
+ *
+ * lwSetOptimizerDescriptor checks the fields the mode uses (finite; lr, eps,
+ * weight_decay, momentum, alpha, lr_decay, initial_accumulator_value >= 0;
+ * 0 <= beta1, beta2 < 1; nesterov and centered 0 or 1; nesterov needs
+ * momentum > 0) and ignores the others. A descriptor is created as SGD with
+ * SGD's defaults and t = 0; setting it again keeps t.                         */
+typedef struct lwOptimizerStruct *lwOptimizerDescriptor_t;
+
+typedef enum {
+  LW_OPTIMIZER_SGD = 0,
+  LW_OPTIMIZER_ADAM = 1,
+  LW_OPTIMIZER_ADAMW = 2,
+  LW_OPTIMIZER_RMSPROP = 3,
+  LW_OPTIMIZER_ADAGRAD = 4
+} lwOptimizerMode_t;
+
+/* Hyperparameters, with torch.optim's names and meanings. */
+typedef struct {
+  double lr;
+  double momentum;        /* SGD, RMSPROP */
+  double weight_decay;    /* all; ADAMW: decoupled (param *= 1 - lr*wd) */
+  int nesterov;           /* SGD */
+  double beta1, beta2;    /* ADAM, ADAMW */
+  double alpha;           /* RMSPROP smoothing constant */
+  double eps;             /* ADAM, ADAMW, RMSPROP, ADAGRAD */
+  int centered;           /* RMSPROP */
+  double lr_decay;        /* ADAGRAD */
+  double initial_accumulator_value; /* ADAGRAD */
+} lwOptimizerParams_t;
+
+/* Fills *params with torch.optim's defaults for mode (every field written; unused ones 0). */
+LW_API lwStatus_t lwOptimizerParamsDefault(lwOptimizerMode_t mode, lwOptimizerParams_t *params);
+LW_API lwStatus_t lwCreateOptimizerDescriptor(lwOptimizerDescriptor_t *opt);
+/* Validates (see above); on BAD_PARAM the descriptor is unchanged. */
+LW_API lwStatus_t lwSetOptimizerDescriptor(lwOptimizerDescriptor_t opt, lwOptimizerMode_t mode,
+                                           const lwOptimizerParams_t *params);
+/* mode or params may be NULL to skip them. */
+LW_API lwStatus_t lwGetOptimizerDescriptor(lwOptimizerDescriptor_t opt, lwOptimizerMode_t *mode,
+                                           lwOptimizerParams_t *params);
+LW_API lwStatus_t lwDestroyOptimizerDescriptor(lwOptimizerDescriptor_t opt);
+/* Step count t = number of completed steps (starts at 0). lwOptimizerStep uses t+1 for bias
+ * correction and does not change t; lwOptimizerAdvanceStep increments t once per training step
+ * (after every tensor of that step was updated). t must be >= 0. */
+LW_API lwStatus_t lwSetOptimizerStepCount(lwOptimizerDescriptor_t opt, int64_t t);
+LW_API lwStatus_t lwGetOptimizerStepCount(lwOptimizerDescriptor_t opt, int64_t *t);
+LW_API lwStatus_t lwOptimizerAdvanceStep(lwOptimizerDescriptor_t opt);
+/* Number of state buffers a tensor needs under this descriptor (SGD: 1 if momentum else 0;
+ * ADAM/ADAMW: 2; RMSPROP: 1 + (momentum>0) + centered; ADAGRAD: 1). Each buffer is laid out like
+ * param (same descriptor), zero-filled by the caller before the first step (ADAGRAD's sum filled
+ * with initial_accumulator_value). */
+LW_API lwStatus_t lwGetOptimizerStateCount(lwOptimizerDescriptor_t opt, int *count);
+/* One in-place pass over param (any float dtype, row-strided like the other primitives).
+ * grad and every state buffer share paramDesc. state: array of `count` pointers (may be NULL
+ * when count == 0); every pointer non-NULL unless the tensor is empty. */
+LW_API lwStatus_t lwOptimizerStep(lwHandle_t handle, lwOptimizerDescriptor_t opt,
+                                  lwTensorDescriptor_t paramDesc, void *param, const void *grad,
+                                  void *const *state);
+/* Fused dense-layer backward + update driven by a descriptor:
+ *     dx = dy w               (with the weights before the update; skipped if dx is NULL)
+ *     w, b stepped as lwOptimizerStep would step them with grad dw = dy^T x, db = sum_rows dy
+ * SGD uses the register-tiled fused kernel of lwLinearBackwardSgdUpdate (dw never written to
+ * memory); the other modes compute dw and db into a workspace the call allocates, then step.
+ * dy (n, out), x (n, in), w (out, in) with w_state laid out like w (count pointers, see
+ * lwGetOptimizerStateCount), b (1, out) or NULL with b_state like b, dx (n, in) or NULL.
+ * Uses step number t + 1 and does not change t.                                */
+LW_API lwStatus_t lwLinearBackwardUpdate(lwHandle_t handle, lwOptimizerDescriptor_t opt,
+                                         lwTensorDescriptor_t dyDesc, const void *dy,
+                                         lwTensorDescriptor_t xDesc, const void *x,
+                                         lwTensorDescriptor_t wDesc, void *w, void *const *w_state,
+                                         lwTensorDescriptor_t bDesc, void *b, void *const *b_state,
+                                         lwTensorDescriptor_t dxDesc, void *dx);
+
 /* ---- sampling -----------------------------------------------------------
  * y = 1[u < p] elementwise (0.0 or 1.0 in y's dtype), with u uniform in [0, 1)
  * drawn from a counter-based generator: element (r, c) uses counter
