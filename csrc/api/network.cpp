@@ -83,13 +83,13 @@ void want_rows(int64_t n) {
   if (n < 0) bad("n must be >= 0, got " + std::to_string(n));
 }
 
-void set_batch_descs(lwNetwork_t net, int64_t n) {
+}  // namespace
+
+void lw::api::set_batch_descs(lwNetworkStruct *net, int64_t n) {
   for (int i = 0; i <= net->nlayers; ++i)
     check(lwSetTensor2dDescriptor(net->act_desc[i], net->dtype, n, net->sizes[i], net->sizes[i]),
           "network batch descriptor");
 }
-
-}  // namespace
 
 extern "C" {
 
@@ -273,7 +273,7 @@ lwStatus_t lwNetworkForward(lwNetwork_t net, int64_t n, const void *x, void *y) 
       net->forward_work = DeviceBuffer(net->device, 2 * static_cast<size_t>(per) * net->elem_bytes);
       net->forward_rows = n;
     }
-    set_batch_descs(net, n);
+    lw::api::set_batch_descs(net, n);
     char *ping = static_cast<char *>(net->forward_work.data());
     char *pong = ping + static_cast<size_t>(n * width) * net->elem_bytes;
     const void *in = x;

@@ -40,8 +40,28 @@ struct lwNetworkStruct {
   lwTensorDescriptor_t input_grad_desc = nullptr;
   bool keep_input_grad = false;
 
-  // Optimizer state: per layer, state buffers for W and for b (see lwNetworkTrainStep).
+  // Gradients dW, db laid out like params, for the unfused update path.
+  lw::api::DeviceBuffer grads;
+  bool gradient_norms = false;
+  std::vector<double> last_norms;  // per layer, from the last step with gradient_norms on
+
+  // Optimizer state: `opt_state_count` buffers laid out like params, back to back.
   lw::api::DeviceBuffer opt_state;
-  int opt_state_count = -1;  // buffers per tensor the state was laid out for (-1: none yet)
+  int opt_state_count = -1;  // buffers the state was laid out for (-1: none yet)
   int opt_state_mode = -1;
+  double opt_state_init = 0;  // ADAGRAD's initial_accumulator_value it was filled with
 };
+
+namespace lw {
+namespace api {
+
+// Element `offset` of the parameter block (or of a block laid out like it).
+inline char *param_block_ptr(const lwNetworkStruct *net, const DeviceBuffer &block, int64_t offset) {
+  return static_cast<char *>(block.data()) + offset * static_cast<int64_t>(net->elem_bytes);
+}
+
+// act_desc[i] := (n, sizes[i]) dense, for every i.
+void set_batch_descs(lwNetworkStruct *net, int64_t n);
+
+}  // namespace api
+}  // namespace lw

@@ -388,6 +388,48 @@ LW_API lwStatus_t lwNetworkInitUniform(lwNetwork_t net, uint64_t seed);
  * workspace grows on the first call at a larger n and is reused afterwards.   */
 LW_API lwStatus_t lwNetworkForward(lwNetwork_t net, int64_t n, const void *x, void *y);
 
+/* ---- network training ------------------------------------------------------
+ * lwNetworkTrainStep: one optimizer step on the batch (x, target) of n rows:
+ *   forward (every layer's output kept), the loss of the last layer's output
+ *   (lwLossForwardBackward: target (n, outputs) in the network dtype, or (n, 1)
+ *   int32 class ids for SOFTMAX_CROSS_ENTROPY, dense, in the handle's memory),
+ *   then from the last layer down: dz = act'(.) dy (lwActivationBackward, skipped
+ *   for IDENTITY), and the layer's update. SGD without gradient norms uses
+ *   lwLinearBackwardUpdate (the fused kernel: dW never written to memory); every
+ *   other case computes dx (lwLinearBackwardData, old weights), dW and db
+ *   (lwLinearBackwardWeights) into network-owned buffers and steps each tensor
+ *   with lwOptimizerStep. Finally lwOptimizerAdvanceStep(opt). The result is
+ *   bitwise that of the same primitive calls made one by one.
+ * *loss_value (may be NULL) gets the batch loss before the update.
+ * The optimizer state (momentum buffers, Adam moments...) lives in the network,
+ * laid out for the descriptor's mode and state count; it is created zeroed
+ * (ADAGRAD: filled with initial_accumulator_value) at the first step and again
+ * whenever a step sees a different mode, state count or ADAGRAD initial value.
+ * Workspace grows at the first step of a larger n; steps at the same or a
+ * smaller n allocate nothing. n == 0 returns loss 0 and changes nothing.     */
+LW_API lwStatus_t lwNetworkTrainStep(lwNetwork_t net, int64_t n, const void *x, const void *target,
+                                     lwLossMode_t loss, lwOptimizerDescriptor_t opt, double *loss_value);
+/* Drops the optimizer state: the next step starts it afresh. */
+LW_API lwStatus_t lwNetworkResetOptimizerState(lwNetwork_t net);
+
+typedef enum {
+  /* value 1: each step also computes dJ/dx for the input batch (lwNetworkGetInputGradient). */
+  LW_NETWORK_INPUT_GRADIENT = 0,
+  /* value 1: each step records per-layer gradient norms (lwNetworkGetGradientNorms);
+   * SGD then takes the unfused path (dW in memory), whose rounding differs slightly. */
+  LW_NETWORK_GRADIENT_NORMS = 1
+} lwNetworkOption_t;
+LW_API lwStatus_t lwNetworkSetOption(lwNetwork_t net, lwNetworkOption_t option, int value);
+LW_API lwStatus_t lwNetworkGetOption(lwNetwork_t net, lwNetworkOption_t option, int *value);
+/* dJ/dx of the last step with LW_NETWORK_INPUT_GRADIENT on: (n, sizes[0]) dense, in
+ * network memory, valid until the next step. NOT_SUPPORTED when no such step ran. */
+LW_API lwStatus_t lwNetworkGetInputGradient(lwNetwork_t net, lwTensorDescriptor_t *dxDesc,
+                                            const void **dx);
+/* norms[i] = sqrt(||dW_i||_F^2 + ||db_i||^2) of the last step with
+ * LW_NETWORK_GRADIENT_NORMS on (norms: room for nlayers values), computed in
+ * float64 on the host. NOT_SUPPORTED when no such step ran.                   */
+LW_API lwStatus_t lwNetworkGetGradientNorms(lwNetwork_t net, double *norms);
+
 /* ---- network model files -------------------------------------------------
  * A model file is a safetensors file (8-byte little-endian header length N,
  * N bytes of JSON header, raw little-endian C-order tensors) whose
