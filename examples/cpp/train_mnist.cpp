@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     lw::Optimizer sgd(LW_OPTIMIZER_SGD, p);
 
     const int64_t batch = 32;
-    std::vector<int64_t> order(size_t(n_train));
+    std::vector<int64_t> order(static_cast<size_t>(n_train));
     std::iota(order.begin(), order.end(), 0);
     std::mt19937_64 rng(1);
     std::vector<float> x(size_t(batch * train.pixels)), row;
