@@ -274,8 +274,9 @@ lwStatus_t lwNetworkForward(lwNetwork_t net, int64_t n, const void *x, void *y) 
       net->forward_rows = n;
     }
     lw::api::set_batch_descs(net, n);
+    // Hidden outputs alternate between the two halves of the workspace (none for one layer).
     char *ping = static_cast<char *>(net->forward_work.data());
-    char *pong = ping + static_cast<size_t>(n * width) * net->elem_bytes;
+    char *pong = L > 1 ? ping + static_cast<size_t>(n * width) * net->elem_bytes : nullptr;
     const void *in = x;
     for (int i = 0; i < L; ++i) {
       void *out = (i == L - 1) ? y : (i % 2 == 0 ? ping : pong);
