@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -184,6 +186,175 @@ std::vector<void *> state_pointers(const OptDesc &o, const std::vector<DataPtr> 
   std::vector<void *> v;
   for (const DataPtr &d : state) v.push_back(P(d));
   return v;
+}
+
+}  // namespace
+
+// ---- networks: lwNetwork_t with zero-copy parameter views ----
+namespace {
+
+class Network {
+ public:
+  Network(py::object handle, lwNetwork_t net) : handle_(std::move(handle)), net_(net) {}
+  static std::unique_ptr<Network> create(py::object handle, const std::vector<int64_t> &sizes,
+                                         const std::vector<int> &activations, const std::vector<int> &has_bias,
+                                         int dtype) {
+    Handle &h = handle.cast<Handle &>();
+    if (sizes.size() != activations.size() + 1)
+      throw py::value_error("sizes: needs one more entry than activations (" + std::to_string(activations.size()) +
+                            " layers), got " + std::to_string(sizes.size()));
+    if (has_bias.size() != activations.size())
+      throw py::value_error("has_bias: needs one entry per layer, got " + std::to_string(has_bias.size()));
+    std::vector<lwActivationMode_t> acts;
+    for (int a : activations) acts.push_back((lwActivationMode_t)a);
+    lwNetwork_t n = nullptr;
+    check(lwNetworkCreate(h.get(), (int)acts.size(), sizes.data(), acts.data(), has_bias.data(),
+                          (lwDataType_t)dtype, &n));
+    return std::make_unique<Network>(std::move(handle), n);
+  }
+  static std::unique_ptr<Network> load(py::object handle, const std::string &path) {
+    Handle &h = handle.cast<Handle &>();
+    lwNetwork_t n = nullptr;
+    lwStatus_t st;
+    {
+      py::gil_scoped_release release;
+      st = lwNetworkLoad(h.get(), path.c_str(), &n);
+    }
+    if (st == LW_STATUS_EXECUTION_FAILED) {  // I/O: the caller's OSError
+      PyErr_SetString(PyExc_OSError, lwGetLastErrorMessage());
+      throw py::error_already_set();
+    }
+    check(st);
+    return std::make_unique<Network>(std::move(handle), n);
+  }
+  ~Network() {
+    if (net_) lwNetworkDestroy(net_);
+  }
+  Network(const Network &) = delete;
+  Network &operator=(const Network &) = delete;
+
+  lwNetwork_t get() const { return net_; }
+  py::object handle() const { return handle_; }
+  int num_layers() const {
+    int L;
+    check(lwNetworkGetLayerCount(net_, &L));
+    return L;
+  }
+  std::vector<int64_t> sizes() const {
+    std::vector<int64_t> s(num_layers() + 1);
+    check(lwNetworkGetSizes(net_, s.data()));
+    return s;
+  }
+  std::vector<int> activations() const {
+    std::vector<int> v;
+    for (int i = 0; i < num_layers(); ++i) {
+      lwActivationMode_t a;
+      check(lwNetworkGetActivation(net_, i, &a));
+      v.push_back((int)a);
+    }
+    return v;
+  }
+  int dtype() const {
+    lwDataType_t t;
+    check(lwNetworkGetDataType(net_, &t));
+    return (int)t;
+  }
+  // (weight address, bias address or 0) of layer i.
+  std::pair<uintptr_t, uintptr_t> pointers(int i) const {
+    void *w = nullptr, *b = nullptr;
+    check(lwNetworkGetLayer(net_, i, nullptr, &w, nullptr, &b));
+    return {reinterpret_cast<uintptr_t>(w), reinterpret_cast<uintptr_t>(b)};
+  }
+  void save(const std::string &path) {
+    lwStatus_t st;
+    {
+      py::gil_scoped_release release;
+      st = lwNetworkSave(net_, path.c_str());
+    }
+    if (st == LW_STATUS_EXECUTION_FAILED) {
+      PyErr_SetString(PyExc_OSError, lwGetLastErrorMessage());
+      throw py::error_already_set();
+    }
+    check(st);
+  }
+
+ private:
+  py::object handle_;  // keeps the Handle alive as long as the network
+  lwNetwork_t net_ = nullptr;
+};
+
+// A NumPy view of `count` elements at ptr, shaped `shape`, whose base keeps `owner` alive.
+py::array view(py::object owner, int dtype, std::vector<py::ssize_t> shape, uintptr_t ptr) {
+  const py::dtype dt = dtype == LW_FLOAT32 ? py::dtype::of<float>() : py::dtype::of<double>();
+  return py::array(dt, shape, {}, P(ptr), owner);
+}
+
+void register_network(py::module_ &m) {
+  py::class_<Network>(m, "Network")
+      .def(py::init(&Network::create), py::arg("handle"), py::arg("sizes"), py::arg("activations"),
+           py::arg("has_bias"), py::arg("dtype"))
+      .def_static("load", &Network::load, py::arg("handle"), py::arg("path"))
+      .def("save", &Network::save, py::arg("path"))
+      .def_property_readonly("handle", &Network::handle)
+      .def_property_readonly("num_layers", &Network::num_layers)
+      .def_property_readonly("sizes", &Network::sizes)
+      .def_property_readonly("activations", &Network::activations)
+      .def_property_readonly("dtype", &Network::dtype)
+      .def("pointers", &Network::pointers, py::arg("layer"))
+      // CPU networks: NumPy views that share the network's memory (the array keeps it alive).
+      .def("weight", [](py::object self, int i) {
+             Network &n = self.cast<Network &>();
+             const auto s = n.sizes();
+             const auto p = n.pointers(i);
+             return view(self, n.dtype(), {(py::ssize_t)s[i + 1], (py::ssize_t)s[i]}, p.first);
+           }, py::arg("layer"))
+      .def("bias", [](py::object self, int i) -> py::object {
+             Network &n = self.cast<Network &>();
+             const auto s = n.sizes();
+             const auto p = n.pointers(i);
+             if (!p.second) return py::none();
+             return view(self, n.dtype(), {(py::ssize_t)s[i + 1]}, p.second);
+           }, py::arg("layer"))
+      .def("init_uniform", [](Network &n, uint64_t seed) { check(lwNetworkInitUniform(n.get(), seed)); },
+           py::arg("seed"))
+      .def("forward", [](Network &n, int64_t rows, DataPtr x, DataPtr y) {
+             check(lwNetworkForward(n.get(), rows, P(x), P(y)));
+           }, py::arg("n"), py::arg("x"), py::arg("y"), GIL())
+      .def("train_step",
+           [](Network &n, int64_t rows, DataPtr x, DataPtr target, int loss, int mode,
+              const std::map<std::string, double> &hyper, int64_t t) {
+             double value = 0;
+             OptDesc o(mode, hyper, t);
+             lwStatus_t st;
+             {
+               py::gil_scoped_release release;
+               st = lwNetworkTrainStep(n.get(), rows, P(x), P(target), (lwLossMode_t)loss, o.get(), &value);
+             }
+             check(st);
+             return value;
+           },
+           py::arg("n"), py::arg("x"), py::arg("target"), py::arg("loss"), py::arg("mode"), py::arg("hyper"),
+           py::arg("completed_steps"))
+      .def("reset_optimizer_state", [](Network &n) { check(lwNetworkResetOptimizerState(n.get())); })
+      .def("set_option", [](Network &n, int option, bool on) {
+             check(lwNetworkSetOption(n.get(), (lwNetworkOption_t)option, on ? 1 : 0));
+           }, py::arg("option"), py::arg("on"))
+      .def("input_gradient", [](py::object self) {
+             Network &n = self.cast<Network &>();
+             lwTensorDescriptor_t d;
+             const void *dx;
+             check(lwNetworkGetInputGradient(n.get(), &d, &dx));
+             int64_t r, c;
+             check(lwGetTensor2dDescriptor(d, nullptr, &r, &c, nullptr));
+             return view(self, n.dtype(), {(py::ssize_t)r, (py::ssize_t)c}, reinterpret_cast<uintptr_t>(dx));
+           })
+      .def("gradient_norms", [](Network &n) {
+             std::vector<double> v(n.num_layers());
+             check(lwNetworkGetGradientNorms(n.get(), v.data()));
+             return v;
+           });
+  m.attr("NETWORK_INPUT_GRADIENT") = (int)LW_NETWORK_INPUT_GRADIENT;
+  m.attr("NETWORK_GRADIENT_NORMS") = (int)LW_NETWORK_GRADIENT_NORMS;
 }
 
 }  // namespace
@@ -495,4 +666,6 @@ PYBIND11_MODULE(_core, m) {
                                        bs.empty() ? nullptr : bs.data(), dx ? dxd.get() : nullptr, P(dx)));
         },
         GIL());
+
+  register_network(m);
 }

@@ -390,6 +390,124 @@ LW_API lwStatus_t lwRbfBackward(lwHandle_t handle, double alpha,
                                 lwTensorDescriptor_t dcDesc, void *dcenters,
                                 lwTensorDescriptor_t dgammaDesc, void *dgamma);
 
+/* ---- networks ------------------------------------------------------------
+ * A network is a feed-forward stack of dense layers on one handle's device:
+ * layer i maps sizes[i] inputs to sizes[i+1] outputs as
+ *     a_{i+1} = act_i(a_i W_i^T + b_i),   W_i (sizes[i+1], sizes[i]), b_i (1, sizes[i+1]) or none,
+ * all in one float dtype. The network owns its parameters (in the handle's
+ * memory: host for CPU handles, device memory for CUDA handles) and its
+ * workspace; lwNetworkGetLayer hands out zero-copy pointers, so callers may
+ * read and write the parameters in place (e.g. to initialise or pretrain them).
+ * Parameters start zeroed; lwNetworkInitUniform fills them like nn.Linear's
+ * default init. The handle must outlive the network. A network is not
+ * thread-safe: one call at a time per network.                                */
+typedef struct lwNetworkStruct *lwNetwork_t;
+
+/* nlayers >= 1; sizes: nlayers + 1 positive layer widths (input first);
+ * activations, has_bias: one per layer (has_bias may be NULL: every layer has a bias);
+ * dtype LW_FLOAT32 or LW_FLOAT64. Layer widths are capped at 2^31 - 1 and each
+ * weight matrix at 2^40 elements (BAD_PARAM beyond).                           */
+LW_API lwStatus_t lwNetworkCreate(lwHandle_t handle, int nlayers, const int64_t *sizes,
+                                  const lwActivationMode_t *activations, const int *has_bias,
+                                  lwDataType_t dtype, lwNetwork_t *net);
+LW_API lwStatus_t lwNetworkDestroy(lwNetwork_t net);
+LW_API lwStatus_t lwNetworkGetHandle(lwNetwork_t net, lwHandle_t *handle);
+LW_API lwStatus_t lwNetworkGetLayerCount(lwNetwork_t net, int *nlayers);
+/* sizes: room for nlayers + 1 values (input width first). */
+LW_API lwStatus_t lwNetworkGetSizes(lwNetwork_t net, int64_t *sizes);
+LW_API lwStatus_t lwNetworkGetActivation(lwNetwork_t net, int layer, lwActivationMode_t *activation);
+LW_API lwStatus_t lwNetworkGetDataType(lwNetwork_t net, lwDataType_t *dtype);
+/* Layer `layer`'s weight (out, in) and bias (1, out): descriptors owned by the
+ * network (do not set or destroy them) and pointers into its parameter memory,
+ * valid until lwNetworkDestroy. A layer without bias gives *bDesc = *b = NULL.
+ * Any output pointer may be NULL when the caller does not want that value.    */
+LW_API lwStatus_t lwNetworkGetLayer(lwNetwork_t net, int layer, lwTensorDescriptor_t *wDesc, void **w,
+                                    lwTensorDescriptor_t *bDesc, void **b);
+/* W_i, b_i ~ U(-1/sqrt(in_i), 1/sqrt(in_i)) drawn from the counter-based generator
+ * (see lwBernoulliSample): parameter element k of layer i (weights first, then
+ * bias, row-major) uses counter k under key seed + i, so the result does not
+ * depend on threads or device. Float64 draws, rounded to the network dtype.   */
+LW_API lwStatus_t lwNetworkInitUniform(lwNetwork_t net, uint64_t seed);
+
+/* y (n, sizes[nlayers]) = the network applied to x (n, sizes[0]); both dense
+ * row-major in the network dtype and in the handle's memory. n >= 0. The
+ * workspace grows on the first call at a larger n and is reused afterwards.   */
+LW_API lwStatus_t lwNetworkForward(lwNetwork_t net, int64_t n, const void *x, void *y);
+
+/* ---- network training ------------------------------------------------------
+ * lwNetworkTrainStep: one optimizer step on the batch (x, target) of n rows:
+ *   forward (every layer's output kept), the loss of the last layer's output
+ *   (lwLossForwardBackward: target (n, outputs) in the network dtype, or (n, 1)
+ *   int32 class ids for SOFTMAX_CROSS_ENTROPY, dense, in the handle's memory),
+ *   then from the last layer down: dz = act'(.) dy (lwActivationBackward, skipped
+ *   for IDENTITY), and the layer's update. SGD without gradient norms uses
+ *   lwLinearBackwardUpdate (the fused kernel: dW never written to memory); every
+ *   other case computes dx (lwLinearBackwardData, old weights), dW and db
+ *   (lwLinearBackwardWeights) into network-owned buffers and steps each tensor
+ *   with lwOptimizerStep. Finally lwOptimizerAdvanceStep(opt). The result is
+ *   bitwise that of the same primitive calls made one by one.
+ * *loss_value (may be NULL) gets the batch loss before the update.
+ * The optimizer state (momentum buffers, Adam moments...) lives in the network,
+ * laid out for the descriptor's mode and state count; it is created zeroed
+ * (ADAGRAD: filled with initial_accumulator_value) at the first step and again
+ * whenever a step sees a different mode, state count or ADAGRAD initial value.
+ * Workspace grows at the first step of a larger n; steps at the same or a
+ * smaller n allocate nothing. n == 0 returns loss 0 and changes nothing.     */
+LW_API lwStatus_t lwNetworkTrainStep(lwNetwork_t net, int64_t n, const void *x, const void *target,
+                                     lwLossMode_t loss, lwOptimizerDescriptor_t opt, double *loss_value);
+/* Drops the optimizer state: the next step starts it afresh. */
+LW_API lwStatus_t lwNetworkResetOptimizerState(lwNetwork_t net);
+
+typedef enum {
+  /* value 1: each step also computes dJ/dx for the input batch (lwNetworkGetInputGradient). */
+  LW_NETWORK_INPUT_GRADIENT = 0,
+  /* value 1: each step records per-layer gradient norms (lwNetworkGetGradientNorms);
+   * SGD then takes the unfused path (dW in memory), whose rounding differs slightly. */
+  LW_NETWORK_GRADIENT_NORMS = 1
+} lwNetworkOption_t;
+LW_API lwStatus_t lwNetworkSetOption(lwNetwork_t net, lwNetworkOption_t option, int value);
+LW_API lwStatus_t lwNetworkGetOption(lwNetwork_t net, lwNetworkOption_t option, int *value);
+/* dJ/dx of the last step with LW_NETWORK_INPUT_GRADIENT on: (n, sizes[0]) dense, in
+ * network memory, valid until the next step. NOT_SUPPORTED when no such step ran. */
+LW_API lwStatus_t lwNetworkGetInputGradient(lwNetwork_t net, lwTensorDescriptor_t *dxDesc,
+                                            const void **dx);
+/* norms[i] = sqrt(||dW_i||_F^2 + ||db_i||^2) of the last step with
+ * LW_NETWORK_GRADIENT_NORMS on (norms: room for nlayers values), computed in
+ * float64 on the host. NOT_SUPPORTED when no such step ran.                   */
+LW_API lwStatus_t lwNetworkGetGradientNorms(lwNetwork_t net, double *norms);
+
+/* ---- network model files -------------------------------------------------
+ * A model file is a safetensors file (8-byte little-endian header length N,
+ * N bytes of JSON header, raw little-endian C-order tensors) whose
+ * __metadata__ holds "format": "layerwise", "format_version": "1", "dtype"
+ * ("float32" or "float64") and "architecture" (a JSON string: the Python
+ * module's config(), e.g. {"type":"Sequential","modules":[{"type":"Linear",
+ * "in_features":784,"out_features":500,"bias":true,"activation":"sigmoid"},...]}).
+ * Tensors are named by their dotted parameter path ("0.weight", "0.bias", ...;
+ * a bare Linear has "weight" and "bias"), weight [out, in], bias [out].
+ *
+ * lwNetworkSave writes a flat Sequential of Linear modules. It is atomic: the
+ * file is written to a temporary file in the same directory, fsync'ed and
+ * renamed over path, so a failed or interrupted save leaves any previous file
+ * intact.
+ *
+ * lwNetworkLoad accepts a Sequential (nested ones too) of Linear, Activation
+ * (fused into the preceding Linear when that one's activation is identity)
+ * and Dropout (the identity at inference) modules, or a bare Linear; other
+ * module types are LW_STATUS_NOT_SUPPORTED, naming the type. Everything is
+ * validated before anything is allocated: the header length against the file
+ * size (and a 100 MB cap), JSON nesting (at most 64 levels), the metadata,
+ * every tensor's dtype, shape and byte range (no overlap, no gap, no trailing
+ * bytes), and the tensors against the architecture (none missing, none extra).
+ * A bad file is BAD_PARAM, an unreadable one EXECUTION_FAILED; the message
+ * names the file and the problem. Memory used stays bounded by the file size.
+ * The parameters are copied into the handle's memory.                         */
+LW_API lwStatus_t lwNetworkSave(lwNetwork_t net, const char *path);
+LW_API lwStatus_t lwNetworkLoad(lwHandle_t handle, const char *path, lwNetwork_t *net);
+/* The same from a model file's bytes in host memory; name is used in messages (may be NULL). */
+LW_API lwStatus_t lwNetworkLoadFromMemory(lwHandle_t handle, const void *data, size_t size,
+                                          const char *name, lwNetwork_t *net);
+
 /* ---- build information -------------------------------------------------- */
 /* Comma-separated CPU kernel ISAs compiled in, e.g. "generic,avx2,avx512". */
 LW_API const char *lwGetCompiledIsas(void);

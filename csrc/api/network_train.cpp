@@ -1,0 +1,284 @@
+// network_train.cpp -- lwNetworkTrainStep and its options: forward, loss,
+// backward and optimizer update of a whole lwNetwork_t in one call, composed
+// from the public primitives (see layerwise.h for the exact sequence), with
+// every buffer owned by the network so that repeated steps allocate nothing.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "guard.h"
+#include "network.h"
+
+using lw::api::bad;
+using lw::api::check;
+using lw::api::checked_mul;
+using lw::api::DeviceBuffer;
+using lw::api::failure;
+using lw::api::guarded;
+using lw::api::param_block_ptr;
+using lw::api::raw_enum;
+
+namespace {
+
+constexpr int64_t kMaxBatchElements = int64_t{1} << 46;
+
+void check_net(lwNetwork_t net) {
+  if (!net) bad("net is NULL");
+}
+
+int64_t max_output_width(lwNetwork_t net) {
+  int64_t m = 1;
+  for (int i = 1; i <= net->nlayers; ++i) m = std::max(m, net->sizes[i]);
+  return m;
+}
+
+// Grows the per-batch training buffers to n rows (no-op when they are big enough).
+void ensure_train_workspace(lwNetwork_t net, int64_t n) {
+  const size_t elem = net->elem_bytes;
+  if (n > net->train_rows) {
+    int64_t acts = 0;
+    for (int i = 1; i <= net->nlayers; ++i)
+      acts += checked_mul(n, net->sizes[i], kMaxBatchElements, "training activations");
+    const int64_t grad = checked_mul(n, max_output_width(net), kMaxBatchElements, "training gradients");
+    net->train_acts = DeviceBuffer();
+    net->train_grads = DeviceBuffer();
+    net->train_acts = DeviceBuffer(net->device, static_cast<size_t>(acts) * elem);
+    net->train_grads = DeviceBuffer(net->device, 2 * static_cast<size_t>(grad) * elem);
+    net->train_rows = n;
+  }
+  if (net->keep_input_grad && n > net->input_grad_rows) {
+    const int64_t count = checked_mul(n, net->sizes[0], kMaxBatchElements, "input gradient");
+    net->input_grad = DeviceBuffer();
+    net->input_grad = DeviceBuffer(net->device, static_cast<size_t>(count) * elem);
+    net->input_grad_rows = n;
+  }
+}
+
+// (Re)creates the optimizer state when the descriptor's layout differs from the held one.
+void ensure_optimizer_state(lwNetwork_t net, lwOptimizerMode_t mode, const lwOptimizerParams_t &p, int count) {
+  const double init = mode == LW_OPTIMIZER_ADAGRAD ? p.initial_accumulator_value : 0.0;
+  if (net->opt_state_count == count && net->opt_state_mode == static_cast<int>(mode) &&
+      net->opt_state_init == init)
+    return;
+  net->opt_state = DeviceBuffer();
+  const size_t bytes = static_cast<size_t>(net->param_count) * net->elem_bytes;
+  if (count > 0 && bytes > SIZE_MAX / static_cast<size_t>(count)) bad("optimizer state exceeds memory");
+  net->opt_state = DeviceBuffer(net->device, bytes * static_cast<size_t>(count));
+  if (init != 0.0 && count > 0) {  // ADAGRAD: its single buffer starts at the initial value
+    std::vector<char> host(bytes);
+    for (int64_t k = 0; k < net->param_count; ++k) {
+      if (net->dtype == LW_FLOAT32)
+        reinterpret_cast<float *>(host.data())[k] = static_cast<float>(init);
+      else
+        reinterpret_cast<double *>(host.data())[k] = init;
+    }
+    lw::api::copy_from_host(net->device, net->opt_state.data(), host.data(), bytes);
+  }
+  net->opt_state_count = count;
+  net->opt_state_mode = static_cast<int>(mode);
+  net->opt_state_init = init;
+}
+
+// The state pointers of the tensor at parameter offset `offset` (count of them).
+void state_ptrs(lwNetwork_t net, int64_t offset, void **out) {
+  for (int s = 0; s < net->opt_state_count; ++s)
+    out[s] = param_block_ptr(net, net->opt_state, s * net->param_count + offset);
+}
+
+// Sum of squares of `count` gradient elements at `ptr` (host copy first on CUDA).
+double sum_squares(lwNetwork_t net, const void *ptr, int64_t count, std::vector<char> &staging) {
+  const void *host = ptr;
+  if (net->device != LW_DEVICE_CPU) {
+    staging.resize(static_cast<size_t>(count) * net->elem_bytes);
+    lw::api::copy_to_host(net->device, staging.data(), ptr, staging.size());
+    host = staging.data();
+  }
+  double s = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    const double v = net->dtype == LW_FLOAT32 ? static_cast<const float *>(host)[k]
+                                              : static_cast<const double *>(host)[k];
+    s += v * v;
+  }
+  return s;
+}
+
+}  // namespace
+
+extern "C" {
+
+lwStatus_t lwNetworkTrainStep(lwNetwork_t net, int64_t n, const void *x, const void *target,
+                              lwLossMode_t loss, lwOptimizerDescriptor_t opt, double *loss_value) {
+  return guarded([&] {
+    check_net(net);
+    if (n < 0) bad("n must be >= 0, got " + std::to_string(n));
+    const int l = raw_enum(loss);
+    if (l < LW_LOSS_QUADRATIC || l > LW_LOSS_SOFTMAX_CROSS_ENTROPY)
+      bad("loss: unknown loss mode " + std::to_string(l));
+    if (!opt) bad("opt: optimizer descriptor is NULL");
+    lwOptimizerMode_t mode;
+    lwOptimizerParams_t params;
+    check(lwGetOptimizerDescriptor(opt, &mode, &params), "opt");
+    int count = 0;
+    check(lwGetOptimizerStateCount(opt, &count), "opt");
+    if (n > 0 && !x) bad("x: data pointer is NULL");
+    if (n > 0 && !target) bad("target: data pointer is NULL");
+    if (n == 0) {
+      if (loss_value) *loss_value = 0.0;
+      return LW_STATUS_SUCCESS;
+    }
+    for (int i = 0; i <= net->nlayers; ++i) checked_mul(n, net->sizes[i], kMaxBatchElements, "n x layer width");
+    const int L = net->nlayers;
+    const bool fused = mode == LW_OPTIMIZER_SGD && !net->gradient_norms;
+    ensure_train_workspace(net, n);
+    if (!fused && !net->grads.data())
+      net->grads = DeviceBuffer(net->device, static_cast<size_t>(net->param_count) * net->elem_bytes);
+    ensure_optimizer_state(net, mode, params, count);
+    lw::api::set_batch_descs(net, n);
+    lwTensorDescriptor_t target_desc = net->act_desc[L];
+    if (loss == LW_LOSS_SOFTMAX_CROSS_ENTROPY) {
+      check(lwSetTensor2dDescriptor(net->label_desc, LW_INT32, n, 1, 1), "target");
+      target_desc = net->label_desc;
+    }
+    net->input_grad_valid_rows = -1;
+
+    // Forward: acts[i] holds layer i's output a_{i+1} (n, sizes[i + 1]).
+    std::vector<char *> a(L + 1);
+    a[0] = const_cast<char *>(static_cast<const char *>(x));
+    char *p = static_cast<char *>(net->train_acts.data());
+    for (int i = 0; i < L; ++i) {
+      a[i + 1] = p;
+      p += static_cast<size_t>(n * net->sizes[i + 1]) * net->elem_bytes;
+    }
+    for (int i = 0; i < L; ++i)
+      check(lwLinearForward(net->handle, 1.0, net->act_desc[i], a[i], net->weight_desc[i],
+                            param_block_ptr(net, net->params, net->weight_offset[i]), net->bias_desc[i],
+                            net->has_bias[i] ? param_block_ptr(net, net->params, net->bias_offset[i]) : nullptr,
+                            net->activations[i], 0.0, net->act_desc[i + 1], a[i + 1]),
+            "lwNetworkTrainStep: forward, layer " + std::to_string(i));
+
+    char *g_cur = static_cast<char *>(net->train_grads.data());
+    char *g_next = g_cur + static_cast<size_t>(n * max_output_width(net)) * net->elem_bytes;
+    check(lwLossForwardBackward(net->handle, loss, net->act_desc[L], a[L], target_desc, target, loss_value,
+                                net->act_desc[L], g_cur),
+          "lwNetworkTrainStep: loss");
+
+    if (net->gradient_norms) net->last_norms.assign(L, 0.0);
+    std::vector<char> staging;
+    std::vector<void *> w_state(std::max(count, 1)), b_state(std::max(count, 1));
+    for (int i = L - 1; i >= 0; --i) {
+      lwTensorDescriptor_t out_desc = net->act_desc[i + 1], in_desc = net->act_desc[i];
+      if (net->activations[i] != LW_ACTIVATION_IDENTITY)
+        check(lwActivationBackward(net->handle, net->activations[i], 1.0, out_desc, a[i + 1], out_desc, g_cur,
+                                   nullptr, nullptr, 0.0, out_desc, g_cur),
+              "lwNetworkTrainStep: activation backward, layer " + std::to_string(i));
+      void *dx = nullptr;
+      lwTensorDescriptor_t dx_desc = nullptr;
+      if (i > 0) {
+        dx = g_next;
+        dx_desc = in_desc;
+      } else if (net->keep_input_grad) {
+        dx = net->input_grad.data();
+        dx_desc = in_desc;
+      }
+      char *w = param_block_ptr(net, net->params, net->weight_offset[i]);
+      const bool hb = net->has_bias[i] != 0;
+      char *b = hb ? param_block_ptr(net, net->params, net->bias_offset[i]) : nullptr;
+      state_ptrs(net, net->weight_offset[i], w_state.data());
+      if (hb) state_ptrs(net, net->bias_offset[i], b_state.data());
+      const std::string where = "lwNetworkTrainStep: layer " + std::to_string(i);
+      if (fused) {
+        check(lwLinearBackwardUpdate(net->handle, opt, out_desc, g_cur, in_desc, a[i], net->weight_desc[i], w,
+                                     w_state.data(), net->bias_desc[i], b, hb ? b_state.data() : nullptr,
+                                     dx_desc, dx),
+              where);
+      } else {
+        char *dw = param_block_ptr(net, net->grads, net->weight_offset[i]);
+        char *db = hb ? param_block_ptr(net, net->grads, net->bias_offset[i]) : nullptr;
+        if (dx)
+          check(lwLinearBackwardData(net->handle, 1.0, out_desc, g_cur, net->weight_desc[i], w, 0.0, dx_desc, dx),
+                where);
+        check(lwLinearBackwardWeights(net->handle, 1.0, out_desc, g_cur, in_desc, a[i], 0.0, net->weight_desc[i],
+                                      dw, net->bias_desc[i], db),
+              where);
+        if (net->gradient_norms) {
+          double s = sum_squares(net, dw, net->sizes[i] * net->sizes[i + 1], staging);
+          if (hb) s += sum_squares(net, db, net->sizes[i + 1], staging);
+          net->last_norms[i] = std::sqrt(s);
+        }
+        check(lwOptimizerStep(net->handle, opt, net->weight_desc[i], w, dw, w_state.data()), where);
+        if (hb) check(lwOptimizerStep(net->handle, opt, net->bias_desc[i], b, db, b_state.data()), where);
+      }
+      std::swap(g_cur, g_next);
+    }
+    check(lwOptimizerAdvanceStep(opt), "lwNetworkTrainStep");
+    if (net->keep_input_grad) {
+      net->input_grad_valid_rows = n;
+      check(lwSetTensor2dDescriptor(net->input_grad_desc, net->dtype, n, net->sizes[0], net->sizes[0]),
+            "lwNetworkTrainStep");
+    }
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwNetworkResetOptimizerState(lwNetwork_t net) {
+  return guarded([&] {
+    check_net(net);
+    net->opt_state = DeviceBuffer();
+    net->opt_state_count = -1;
+    net->opt_state_mode = -1;
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwNetworkSetOption(lwNetwork_t net, lwNetworkOption_t option, int value) {
+  return guarded([&] {
+    check_net(net);
+    if (value != 0 && value != 1) bad("value must be 0 or 1, got " + std::to_string(value));
+    switch (raw_enum(option)) {
+      case LW_NETWORK_INPUT_GRADIENT: net->keep_input_grad = value != 0; break;
+      case LW_NETWORK_GRADIENT_NORMS: net->gradient_norms = value != 0; break;
+      default: bad("option: unknown network option " + std::to_string(raw_enum(option)));
+    }
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwNetworkGetOption(lwNetwork_t net, lwNetworkOption_t option, int *value) {
+  return guarded([&] {
+    check_net(net);
+    if (!value) bad("value: output pointer is NULL");
+    switch (raw_enum(option)) {
+      case LW_NETWORK_INPUT_GRADIENT: *value = net->keep_input_grad; break;
+      case LW_NETWORK_GRADIENT_NORMS: *value = net->gradient_norms; break;
+      default: bad("option: unknown network option " + std::to_string(raw_enum(option)));
+    }
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwNetworkGetInputGradient(lwNetwork_t net, lwTensorDescriptor_t *dxDesc, const void **dx) {
+  return guarded([&] {
+    check_net(net);
+    if (net->input_grad_valid_rows < 0)
+      failure(LW_STATUS_NOT_SUPPORTED,
+              "lwNetworkGetInputGradient: no training step with LW_NETWORK_INPUT_GRADIENT on has run");
+    if (dxDesc) *dxDesc = net->input_grad_desc;
+    if (dx) *dx = net->input_grad.data();
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+lwStatus_t lwNetworkGetGradientNorms(lwNetwork_t net, double *norms) {
+  return guarded([&] {
+    check_net(net);
+    if (!norms) bad("norms: output pointer is NULL");
+    if (net->last_norms.empty())
+      failure(LW_STATUS_NOT_SUPPORTED,
+              "lwNetworkGetGradientNorms: no training step with LW_NETWORK_GRADIENT_NORMS on has run");
+    std::copy(net->last_norms.begin(), net->last_norms.end(), norms);
+    return LW_STATUS_SUCCESS;
+  });
+}
+
+}  // extern "C"

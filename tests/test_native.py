@@ -1,0 +1,152 @@
+"""layerwise.native: C-held networks against the nn path, zero-copy views, and
+model files shared between Python (the safetensors package) and C."""
+
+import json
+
+import numpy as np
+import pytest
+
+from layerwise import native, nn, optim
+
+
+def _data(n, d, classes, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_forward_equals_nn_forward_bitwise(dtype):
+    seq = nn.mlp([7, 9, 5, 3], activation="sigmoid", dtype=dtype, seed=1)
+    X, _ = _data(13, 7, 3, dtype)
+    expected = np.array(seq.forward(X))
+    net = native.from_sequential(seq)
+    assert np.array_equal(net.forward(X), expected)
+    assert np.array_equal(seq.forward(X), expected)  # seq now runs on the network's memory
+
+
+def test_views_share_memory_with_the_network_and_the_modules():
+    seq = nn.mlp([4, 3, 2], dtype="float64", seed=2)
+    net = native.from_sequential(seq)
+    lin = nn.linear_layers(seq)
+    for i, l in enumerate(lin):
+        assert np.shares_memory(l.weight.data, net.weight(i))
+        assert np.shares_memory(l.bias.data, net.bias(i))
+    X, _ = _data(5, 4, 2, "float64")
+    before = net.forward(X)
+    lin[1].weight.data[0, 0] += 1.0  # nn writes ...
+    assert not np.array_equal(net.forward(X), before)  # ... the network sees it
+    w = net.weight(0)
+    del net  # the view keeps the network alive
+    assert w.shape == (3, 4) and np.isfinite(w).all()
+
+
+def test_activation_modules_fuse_and_dropout_is_identity():
+    seq = nn.Sequential(nn.Linear(5, 4, activation="identity", rng=0, dtype="float64"), nn.Activation("tanh"),
+                        nn.Dropout(0.5, seed=0), nn.Linear(4, 2, activation="sigmoid", rng=1, dtype="float64"))
+    X, _ = _data(6, 5, 2, "float64")
+    expected = np.array(seq.forward(X))
+    net = native.from_sequential(seq)
+    assert net.activations == ["tanh", "sigmoid"]
+    np.testing.assert_allclose(net.forward(X), expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_train_step_equals_per_layer_fused_sgd_bitwise(momentum):
+    ref = nn.mlp([6, 8, 5, 4], activation="sigmoid", dtype="float32", seed=3)
+    seq = nn.mlp([6, 8, 5, 4], activation="sigmoid", dtype="float32", seed=3)
+    net = native.from_sequential(seq)
+    opt = optim.SGD(ref.parameters(), 0.1, momentum=momentum)
+    loss_fn = nn.get_loss("softmax_cross_entropy")
+    for step in range(4):
+        X, y = _data(9 + step, 6, 4, "float32", seed=10 + step)
+        out = ref.forward(X, train=True)
+        value, dout = loss_fn(out, y)
+        opt.backward_step(ref, dout)
+        got = net.train_step(X, y, loss="softmax_cross_entropy", optimizer="sgd", lr=0.1, momentum=momentum)
+        assert got == value
+        for a, b in zip(nn.linear_layers(ref), nn.linear_layers(seq)):
+            assert np.array_equal(a.weight.data, b.weight.data)
+            assert np.array_equal(a.bias.data, b.bias.data)
+
+
+def test_train_step_options_and_errors():
+    net = native.NativeNetwork([3, 4, 2], ["sigmoid", "identity"], dtype="float64", seed=0)
+    X, y = _data(5, 3, 2, "float64")
+    net.set_option("input_gradient", True)
+    net.set_option("gradient_norms", True)
+    loss = net.train_step(X, y, optimizer="adam", lr=1e-3)
+    assert loss > 0
+    assert net.input_gradient().shape == (5, 3)
+    norms = net.gradient_norms()
+    assert len(norms) == 2 and all(v > 0 for v in norms)
+    with pytest.raises(ValueError, match="class id"):
+        net.train_step(X, np.array([0, 1, 2, 0, 1]))
+    with pytest.raises(TypeError, match="X"):
+        net.forward(X.astype(np.float32))
+    with pytest.raises(ValueError, match="X"):
+        net.forward(X[:, :2])
+    with pytest.raises(ValueError, match="loss"):
+        net.train_step(X, y, loss="hinge")
+    with pytest.raises(ValueError, match="optimizer"):
+        net.train_step(X, y, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="layer"):
+        net.weight(2)
+    with pytest.raises(ValueError, match="sizes"):
+        native.NativeNetwork([3, 0], ["sigmoid"])
+    with pytest.raises(ValueError, match="activations"):
+        native.NativeNetwork([3, 2], ["swish"])
+    class Custom(nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match="Custom cannot be expressed"):
+        native.from_sequential(nn.Sequential(nn.Linear(2, 2, rng=0), Custom()))
+
+
+def test_save_load_round_trip_and_errors(tmp_path):
+    net = native.NativeNetwork([5, 3, 2], ["relu", "identity"], bias=[True, False], dtype="float32", seed=4)
+    path = tmp_path / "net.safetensors"
+    net.save(path)
+    back = native.NativeNetwork.load(path)
+    assert back.sizes == [5, 3, 2] and back.activations == ["relu", "identity"]
+    assert back.bias(1) is None
+    X, _ = _data(4, 5, 2, "float32")
+    assert np.array_equal(back.forward(X), net.forward(X))
+    with pytest.raises(OSError, match="missing.safetensors"):
+        native.NativeNetwork.load(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        native.NativeNetwork.load(bad)
+
+
+def test_files_interoperate_with_the_safetensors_package(tmp_path):
+    st = pytest.importorskip("safetensors.numpy", reason="the 'model' extra (safetensors) is not installed")
+    safe_open = pytest.importorskip("safetensors").safe_open
+    # Python-trained (nn path) -> written by the safetensors package per the contract -> C loads it.
+    seq = nn.mlp([6, 5, 3], activation="sigmoid", dtype="float32", seed=5)
+    X, y = _data(40, 6, 3, "float32", seed=6)
+    opt = optim.SGD(seq.parameters(), 0.2, momentum=0.9)
+    loss_fn = nn.get_loss("softmax_cross_entropy")
+    for _ in range(5):
+        opt.backward_step(seq, loss_fn(seq.forward(X, train=True), y)[1])
+    tensors = {}
+    for i, l in enumerate(seq.modules):
+        tensors[f"{i}.weight"] = np.ascontiguousarray(l.weight.data)
+        tensors[f"{i}.bias"] = np.ascontiguousarray(l.bias.data)
+    meta = {"format": "layerwise", "format_version": "1", "dtype": "float32", "architecture": json.dumps(seq.config())}
+    path = tmp_path / "py.safetensors"
+    st.save_file(tensors, str(path), metadata=meta)
+    net = native.NativeNetwork.load(path)
+    assert np.array_equal(net.forward(X), seq.forward(X))
+    assert np.array_equal(net.forward(X).argmax(1), np.asarray(seq.forward(X)).argmax(1))
+    # C-written files read back with the package, metadata included.
+    out = tmp_path / "c.safetensors"
+    net.save(out)
+    loaded = st.load_file(str(out))
+    assert sorted(loaded) == sorted(tensors)
+    for k, v in tensors.items():
+        assert np.array_equal(loaded[k], v)
+    with safe_open(str(out), framework="numpy") as f:
+        m = f.metadata()
+    assert m["format"] == "layerwise" and m["format_version"] == "1" and m["dtype"] == "float32"
+    assert json.loads(m["architecture"]) == seq.config()
