@@ -15,7 +15,7 @@ import layerwise as lw
 from layerwise import nn
 from layerwise.pretrain import RBM, AutoEncoder
 
-safetensors = pytest.importorskip("safetensors", reason="model files need the 'model' extra (safetensors)")
+safetensors = pytest.importorskip("safetensors", reason="model files need safetensors, a dependency of layerwise")
 import safetensors.numpy  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 
@@ -360,7 +360,7 @@ def test_missing_safetensors_is_a_clear_import_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
     for call in (lambda: nn.save(nn.Linear(2, 2), tmp_path / "x"), lambda: nn.load(path)):
-        with pytest.raises(ImportError, match=r"pip install 'layerwise\[model\]'"):
+        with pytest.raises(ImportError, match=r"pip install safetensors"):
             call()
 
 

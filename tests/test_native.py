@@ -120,7 +120,7 @@ def test_save_load_round_trip_and_errors(tmp_path):
 
 
 def test_files_interoperate_with_the_safetensors_package(tmp_path):
-    st = pytest.importorskip("safetensors.numpy", reason="the 'model' extra (safetensors) is not installed")
+    st = pytest.importorskip("safetensors.numpy", reason="safetensors, a dependency of layerwise is not installed")
     safe_open = pytest.importorskip("safetensors").safe_open
     # Python-trained (nn path) -> written by the safetensors package per the contract -> C loads it.
     seq = nn.mlp([6, 5, 3], activation="sigmoid", dtype="float32", seed=5)

@@ -234,7 +234,7 @@ def test_autoencoder_is_one_layer_with_children(tied):
 # ---- save / load ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_save_load_round_trip(tmp_path, dtype):
-    pytest.importorskip("safetensors", reason="model files need the 'model' extra (safetensors)")
+    pytest.importorskip("safetensors", reason="model files need safetensors, a dependency of layerwise")
     X, y = prototypes(n=64, d=10)
     net = nn.mlp([10, 12, 8, 4], dtype=dtype, seed=5, dropout=0.1)
     lw.train.fit(net, X, y, epochs=1, progress=False)

@@ -39,7 +39,7 @@ def test_pretraining_grid_needs_a_pretrained_row(capsys):
 
 @needs_mnist
 def test_smoke_sweep_caches_pretraining_and_is_deterministic(tmp_path, capsys):
-    pytest.importorskip("safetensors", reason="the sweep caches nets with nn.save (the 'model' extra)")
+    pytest.importorskip("safetensors", reason="the sweep caches nets with nn.save (safetensors, a dependency of layerwise)")
     argv = ["--row", "dbn", "--preset", "smoke", "--data", str(mnist_dir()), "--threads", "1",
             "--cache", str(tmp_path / "cache"), "--jsonl", str(tmp_path / "s.jsonl"),
             "--finetune", "lr=0.1,0.3"]

@@ -11,6 +11,7 @@
 
 #include "../common/backend.h"
 #include "../common/optimizer_math.h"
+#include "guard.h"
 
 struct lwContext {
   lwDevice_t device = LW_DEVICE_CPU;
@@ -43,23 +44,12 @@ std::string shape_str(const lwTensorStruct *d) {
   return s.str();
 }
 
-// Thrown inside validation, caught at the API boundary as BAD_PARAM.
-struct BadParam {
-  std::string msg;
-};
-
-[[noreturn]] void bad(const std::string &msg) { throw BadParam{msg}; }
-
-// The integer a caller passed for a C enum. C callers may pass any int; in C++
-// loading an enum object holding a value outside its range is undefined, so
-// validation reads the object representation instead of the enum value.
-template <typename E>
-int raw_enum(const E &e) {
-  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
-  int v;
-  std::memcpy(&v, &e, sizeof v);
-  return v;
-}
+// Validation throws api::BadParam; guarded() turns every exception into a status
+// and a message (guard.h, shared with the network-level API).
+using api::BadParam;
+using api::bad;
+using api::guarded;
+using api::raw_enum;
 
 void check_handle(lwHandle_t h) {
   if (!h) bad("handle is NULL");
@@ -143,22 +133,6 @@ void want_sgd(double lr, double momentum, double weight_decay, int nesterov) {
 }
 
 DType dt(const lwTensorStruct *d) { return d->dtype == LW_FLOAT32 ? DType::F32 : DType::F64; }
-
-// Runs a validated call, mapping exceptions to statuses.
-template <typename F>
-lwStatus_t guarded(F &&f) {
-  try {
-    return f();
-  } catch (const BadParam &e) {
-    return fail(LW_STATUS_BAD_PARAM, e.msg);
-  } catch (const std::bad_alloc &) {
-    return fail(LW_STATUS_ALLOC_FAILED, "out of host memory");
-  } catch (const std::exception &e) {
-    return fail(LW_STATUS_INTERNAL_ERROR, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return fail(LW_STATUS_INTERNAL_ERROR, "internal error: unknown exception");
-  }
-}
 
 // Calls the backend that matches the handle's device.
 #ifdef LAYERWISE_WITH_CUDA

@@ -8,6 +8,7 @@ from . import _core, ops
 from . import nn, optim, train, pretrain, diagnostics
 from . import datasets
 from . import adversarial, rbf
+from . import native  # lwNetwork_t: the one-call training step and C-side model files
 from . import onnx  # ONNX export; the onnx package itself is imported on first use
 from . import tune  # lw.tune(): GEMM autotuning; its file, when present, is applied here
 

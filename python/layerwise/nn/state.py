@@ -101,7 +101,7 @@ def _safetensors_numpy():
         import safetensors.numpy
     except ImportError:
         raise ImportError("layerwise model files need the 'safetensors' package: "
-                          "pip install 'layerwise[model]' (or pip install safetensors)") from None
+                          "pip install safetensors (a dependency of layerwise)") from None
     return safetensors.numpy
 
 
