@@ -72,7 +72,7 @@ def test_stale_results_are_replaced_before_training(tmp_path):
     that replaces it says "complete": false until the run ends."""
     out = tmp_path / "out"
     (out / "nets").mkdir(parents=True)
-    (out / "nets" / "dbn.net").write_text("old")
+    (out / "nets" / "dbn.safetensors").write_text("old")
     (out / "results.json").write_text(json.dumps({"preset": "full", "complete": True, "rows": [{"name": "x"}]}))
     env = {**os.environ, "LAYERWISE_DATA": str(mnist_dir())}
     p = subprocess.Popen([sys.executable, "-u", "-m", "layerwise", "bengio2006", "--preset", "smoke", "--out",
@@ -82,13 +82,13 @@ def test_stale_results_are_replaced_before_training(tmp_path):
         if "shallow: 784" in line:  # training has started
             res = json.loads((out / "results.json").read_text())
             assert res["complete"] is False and res["preset"] == "smoke" and res["rows"] == []
-            assert not (out / "nets" / "dbn.net").exists()
+            assert not (out / "nets" / "dbn.safetensors").exists()
             break
     p.stdout.read()
     assert p.wait(timeout=300) == 0, p.stderr.read()
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] is True and [r["name"] for r in res["rows"]] == ["shallow"]
-    assert (out / "nets" / "shallow.net").is_file() and not (out / "checkpoints").exists()
+    assert (out / "nets" / "shallow.safetensors").is_file() and not (out / "checkpoints").exists()
 
 
 @pytest.mark.skipif(mnist_dir() is None, reason="real MNIST not available: set LAYERWISE_DATA to its directory")

@@ -80,6 +80,6 @@ def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path):
     assert got["complete"] is True
     assert _without_timing(got) == _without_timing(expected)
     for row in expected["rows"]:
-        a, b = nn.load(str(ref / "nets" / f"{row['name']}.net")), nn.load(str(out / "nets" / f"{row['name']}.net"))
+        a, b = nn.load(str(ref / "nets" / f"{row['name']}.safetensors")), nn.load(str(out / "nets" / f"{row['name']}.safetensors"))
         for p, q in zip(a.parameters(), b.parameters()):
             np.testing.assert_array_equal(p.data, q.data)

@@ -470,7 +470,7 @@ def _row_names(rows) -> List[str]:
 # ---- the output directory -----------------------------------------------------------------------
 class _OutDir:
     """--out: results.json (rewritten atomically after every row, ``"complete": false``
-    until the end), nets/<row>.net (every trained net, written by layerwise.nn.save) and
+    until the end), nets/<row>.safetensors (every trained net, written by layerwise.nn.save) and
     checkpoints/ (the row in progress; removed when the run completes)."""
 
     def __init__(self, path):
@@ -509,7 +509,7 @@ class _OutDir:
         write_json_atomic(self.results, _to_builtin(results))
 
     def net_path(self, name: str) -> Path:
-        return self.nets / f"{name}.net"
+        return self.nets / f"{name}.safetensors"
 
     def save_net(self, name: str, net):
         from .. import nn

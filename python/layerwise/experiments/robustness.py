@@ -112,6 +112,8 @@ def _net_files(directory) -> List[Path]:
     d = Path(directory)
     if not d.is_dir():
         raise UserError(f"--nets: {d} is not a directory")
+    if (d / "nets").is_dir():  # the --out directory of a bengio2006 run: its nets are in nets/
+        d = d / "nets"
     files = sorted(p for p in d.iterdir() if p.suffix in (".safetensors", ".npz") and p.is_file())
     if not files:
         raise UserError(f"--nets: no *.safetensors or *.npz files in {d}")
