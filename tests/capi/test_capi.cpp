@@ -14,29 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "capi_testing.h"
 #include "layerwise/layerwise.h"
 
 namespace {
 
-#define LW_OK(expr) ASSERT_EQ((expr), LW_STATUS_SUCCESS) << lwGetLastErrorMessage()
+using lw_test::Desc;
 
-// A CPU handle and descriptors that clean up after themselves.
-struct Desc {
-  lwTensorDescriptor_t d = nullptr;
-  Desc() { lwCreateTensorDescriptor(&d); }
-  Desc(lwDataType_t t, int64_t r, int64_t c, int64_t ld = -1) : Desc() {
-    lwSetTensor2dDescriptor(d, t, r, c, ld < 0 ? c : ld);
-  }
-  ~Desc() { lwDestroyTensorDescriptor(d); }
-  operator lwTensorDescriptor_t() const { return d; }
-};
-
-class CApi : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_EQ(lwCreate(&h, LW_DEVICE_CPU), LW_STATUS_SUCCESS); }
-  void TearDown() override { lwDestroy(h); }
-  lwHandle_t h = nullptr;
-};
+class CApi : public lw_test::CpuHandleTest {};
 
 std::vector<double> randn(size_t n, unsigned seed, double scale = 1.0) {
   std::mt19937 gen(seed);

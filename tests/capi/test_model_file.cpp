@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "capi_testing.h"
 #include "layerwise/layerwise.h"
 #include "model_file_testing.h"
 
@@ -23,8 +24,6 @@ namespace {
 
 using json = nlohmann::json;
 using lwtest::safetensors_bytes;
-
-#define LW_OK(expr) ASSERT_EQ((expr), LW_STATUS_SUCCESS) << lwGetLastErrorMessage()
 
 bool mentions(const std::string &word) { return std::strstr(lwGetLastErrorMessage(), word.c_str()) != nullptr; }
 

@@ -9,11 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "capi_testing.h"
 #include "layerwise/layerwise.h"
 
 namespace {
-
-#define LW_OK(expr) ASSERT_EQ((expr), LW_STATUS_SUCCESS) << lwGetLastErrorMessage()
 
 bool mentions(const char *word) { return std::strstr(lwGetLastErrorMessage(), word) != nullptr; }
 

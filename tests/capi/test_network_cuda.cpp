@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "capi_testing.h"
 #include "layerwise/layerwise.h"
 #include "model_file_testing.h"
 
@@ -21,8 +22,6 @@
 #endif
 
 namespace {
-
-#define LW_OK(expr) ASSERT_EQ((expr), LW_STATUS_SUCCESS) << lwGetLastErrorMessage()
 
 #if LW_TEST_CUDART
 struct DeviceArray {

@@ -10,11 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "capi_testing.h"
 #include "layerwise/layerwise.h"
 
 namespace {
 
-#define LW_OK(expr) ASSERT_EQ((expr), LW_STATUS_SUCCESS) << lwGetLastErrorMessage()
+using lw_test::Desc;
 
 bool mentions(const char *word) { return std::strstr(lwGetLastErrorMessage(), word) != nullptr; }
 
@@ -29,16 +30,6 @@ struct Opt {
     lwSetOptimizerDescriptor(d, mode, &p);
   }
   ~Opt() { lwDestroyOptimizerDescriptor(d); }
-};
-
-struct Desc {
-  lwTensorDescriptor_t d = nullptr;
-  Desc(lwDataType_t t, int64_t r, int64_t c) {
-    lwCreateTensorDescriptor(&d);
-    lwSetTensor2dDescriptor(d, t, r, c, c);
-  }
-  ~Desc() { lwDestroyTensorDescriptor(d); }
-  operator lwTensorDescriptor_t() const { return d; }
 };
 
 const int64_t kSizes[] = {6, 9, 5, 4};

@@ -11,21 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "capi_testing.h"
 #include "layerwise/layerwise.h"
 
 namespace {
 
-#define LW_OK(expr) ASSERT_EQ((expr), LW_STATUS_SUCCESS) << lwGetLastErrorMessage()
-
-struct Desc {
-  lwTensorDescriptor_t d = nullptr;
-  Desc() { lwCreateTensorDescriptor(&d); }
-  Desc(lwDataType_t t, int64_t r, int64_t c, int64_t ld = -1) : Desc() {
-    lwSetTensor2dDescriptor(d, t, r, c, ld < 0 ? c : ld);
-  }
-  ~Desc() { lwDestroyTensorDescriptor(d); }
-  operator lwTensorDescriptor_t() const { return d; }
-};
+using lw_test::Desc;
 
 struct Opt {
   lwOptimizerDescriptor_t o = nullptr;
@@ -34,12 +25,7 @@ struct Opt {
   operator lwOptimizerDescriptor_t() const { return o; }
 };
 
-class COpt : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_EQ(lwCreate(&h, LW_DEVICE_CPU), LW_STATUS_SUCCESS); }
-  void TearDown() override { lwDestroy(h); }
-  lwHandle_t h = nullptr;
-};
+class COpt : public lw_test::CpuHandleTest {};
 
 bool mentions(const char *word) { return std::strstr(lwGetLastErrorMessage(), word) != nullptr; }
 
