@@ -1,0 +1,142 @@
+"""Data-parallel training on MPI (layerwise.distributed): ``mpirun -n 2`` runs of the cases
+in tests/mpi/cases.py against one process on the same global batches.
+
+Tolerance: float32 nets, 15-30 steps; two ranks sum two half-batch gradients where one
+process sums the whole batch, so the weights differ by rounding only. Measured: at most
+3e-7 absolute; asserted: 1e-5 absolute + 1e-4 relative. Ranks must agree bitwise.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "mpi"))
+
+pytest.importorskip("mpi4py", reason="distributed tests need mpi4py (pip install 'layerwise[mpi]')")
+MPIRUN = shutil.which("mpirun")
+if MPIRUN is None:
+    pytest.skip("distributed tests need mpirun (apt-get install openmpi-bin libopenmpi-dev)", allow_module_level=True)
+
+import cases  # noqa: E402
+
+RANKS = 2
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def mpirun(out, *args, timeout=90):
+    """``mpirun -n 2`` of tests/mpi/run_cases.py on loopback, allowed as root (CI), one thread per rank."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
+               LAYERWISE_MPI_TIMEOUT="30", OMPI_MCA_rmaps_base_oversubscribe="1")
+    cmd = [MPIRUN, "-n", str(RANKS), "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include",
+           "lo", "--mca", "oob_tcp_if_include", "lo", sys.executable, str(HERE / "mpi" / "run_cases.py"), str(out),
+           *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def without_times(record):
+    """A History dict (or a list of them) without the wall times, which differ from run to run."""
+    if isinstance(record, list):
+        return [without_times(r) for r in record]
+    if isinstance(record, dict):
+        return {k: v for k, v in record.items() if k != "seconds"}
+    return record
+
+
+def load(out, name):
+    ranks = []
+    for r in range(RANKS):
+        with np.load(out / f"{name}.rank{r}.npz") as z:
+            record = without_times(json.loads(str(z["__record__"])))
+            ranks.append(({k: z[k] for k in z.files if k != "__record__"}, record))
+    return ranks
+
+
+@pytest.fixture(scope="module")
+def all_cases(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mpi_cases")
+    proc = mpirun(out, *cases.CASES)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.mark.parametrize("name", list(cases.CASES))
+def test_two_ranks_follow_one_process(all_cases, name):
+    ranks = load(all_cases, name)
+    ref_params, ref_record = cases.run(name)
+    (p0, rec0), (p1, rec1) = ranks
+    assert set(p0) == set(ref_params)
+    for k in ref_params:
+        assert np.array_equal(p0[k], p1[k]), f"{name}: {k} differs between ranks"
+        np.testing.assert_allclose(p0[k], ref_params[k], atol=ATOL, rtol=RTOL, err_msg=f"{name}: {k}")
+    assert rec0 == rec1, f"{name}: the ranks recorded different histories"
+    ref = json.loads(json.dumps(ref_record))
+    if name.startswith("fit"):  # same epochs (early stopping agreed), same validation errors
+        assert len(rec0["train_loss"]) == len(ref["train_loss"])
+        assert rec0["best_epoch"] == ref["best_epoch"] and rec0["stopped_early"] == ref["stopped_early"]
+        np.testing.assert_allclose(rec0["valid_error"], ref["valid_error"], atol=1e-9)
+        np.testing.assert_allclose(rec0["train_loss"], ref["train_loss"], rtol=1e-5)
+    elif name == "rbm":
+        np.testing.assert_allclose(rec0, ref, rtol=1e-4, atol=1e-6)
+    else:
+        for a, b in zip(rec0, ref):
+            np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+
+
+def test_a_failing_rank_aborts_the_job_quickly(tmp_path):
+    t0 = time.monotonic()
+    proc = mpirun(tmp_path, "--fit", "fail_rank=1", "fail_epoch=1", timeout=60)
+    assert proc.returncode != 0
+    assert "rank 1 of 2" in proc.stderr and "fails on purpose" in proc.stderr, proc.stderr
+    assert time.monotonic() - t0 < 30  # seconds, not the 30 s collective deadline plus a hang
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    assert mpirun(whole, "--fit", "epochs=3").returncode == 0
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    ck = crashed / "fit.ckpt"
+    proc = mpirun(crashed, "--fit", "epochs=3", f"checkpoint={ck}", "fail_rank=0", "fail_epoch=1")
+    assert proc.returncode != 0 and ck.exists()  # rank 0 wrote the checkpoint of epoch 1 (every 2 batches)
+    proc = mpirun(crashed, "--fit", "epochs=3", f"checkpoint={ck}", "resume=1")
+    assert proc.returncode == 0, proc.stderr
+    for (pw, rw), (pr, rr) in zip(load(whole, "fit"), load(crashed, "fit")):
+        for k in pw:
+            assert np.array_equal(pw[k], pr[k]), k
+        assert rw["train_loss"] == rr["train_loss"] and rw["valid_error"] == rr["valid_error"]
+
+
+def test_shard_bounds_cover_every_row_once():
+    from layerwise.distributed import shard_bounds
+
+    for rows in (0, 1, 2, 3, 7, 20):
+        for size in (1, 2, 3, 5):
+            bounds = [shard_bounds(rows, r, size) for r in range(size)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == rows
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            assert max(h - lo for lo, h in bounds) - min(h - lo for lo, h in bounds) <= 1
+
+
+def test_one_rank_communicator_matches_plain_fit():
+    from mpi4py import MPI
+
+    p_comm, _ = cases.fit_case(MPI.COMM_SELF, epochs=2)
+    p_plain, _ = cases.fit_case(None, epochs=2)
+    for k in p_plain:
+        np.testing.assert_allclose(p_comm[k], p_plain[k], atol=ATOL, rtol=RTOL)
+
+
+def test_bad_comm_is_a_type_error():
+    import layerwise as lw
+
+    X, y, _, _ = cases.data()
+    with pytest.raises(TypeError, match="comm"):
+        lw.train.fit(lw.nn.mlp([cases.N_IN, cases.N_CLASSES]), X, y, epochs=1, comm="world", progress=False)
