@@ -140,3 +140,21 @@ def test_bad_comm_is_a_type_error():
     X, y, _, _ = cases.data()
     with pytest.raises(TypeError, match="comm"):
         lw.train.fit(lw.nn.mlp([cases.N_IN, cases.N_CLASSES]), X, y, epochs=1, comm="world", progress=False)
+
+
+def test_bengio2006_distributed_cli_smoke(tmp_path):
+    """``mpirun -n 2 layerwise bengio2006 --distributed``: rank 0 alone prints the table and writes."""
+    data = os.environ.get("LAYERWISE_DATA")
+    if not data or not os.path.isdir(data):
+        pytest.skip("needs MNIST in $LAYERWISE_DATA")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
+               LAYERWISE_MPI_TIMEOUT="60")
+    cmd = [MPIRUN, "-n", str(RANKS), "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include",
+           "lo", "--mca", "oob_tcp_if_include", "lo", sys.executable, "-m", "layerwise", "bengio2006", "--preset",
+           "smoke", "--rows", "shallow", "--distributed", "--no-plots", "--no-progress", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("shallow ") == 1  # one table, from rank 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["complete"] and [r["name"] for r in doc["rows"]] == ["shallow"]
+    assert (tmp_path / "nets" / "shallow.safetensors").is_file()

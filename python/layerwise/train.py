@@ -275,9 +275,10 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
 
     # Where training starts: the beginning, or a checkpoint's epoch and batch.
     start_epoch, start_pos, perm, total_loss, wrong, batches = 0, 0, None, 0.0, 0, 0
-    saved = ckpt.read(checkpoint) if resume and ckpt.exists(checkpoint) else None
-    if dist is not None and resume:  # rank 0's file (no shared file system needed)
-        saved = dist.broadcast_object(saved if dist.is_root else None)
+    reads = dist is None or dist.is_root
+    saved = ckpt.read(checkpoint) if resume and reads and ckpt.exists(checkpoint) else None
+    if dist is not None and resume:  # rank 0's file on every rank (no shared file system needed)
+        saved = dist.broadcast_object(saved)
     if saved is not None and saved[1].get("fit") is not None:
         arrays, f = saved[0], saved[1]["fit"]
         if (f["n"], f["batch_size"]) != (n, batch_size):
