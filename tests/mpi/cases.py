@@ -26,11 +26,16 @@ def _params(net):
     return {name: np.array(p.data) for name, p in net.named_parameters()}
 
 
-def fit_case(comm, *, optimizer=None, epochs=6, checkpoint=None, resume=False, fail_rank=None, fail_epoch=None):
+def fit_case(comm, *, optimizer=None, epochs=6, checkpoint=None, resume=False, fail_rank=None, fail_epoch=None,
+             buckets=False):
     X, y, Xv, yv = data()
+    if buckets and comm is not None:  # per-layer allreduce overlapped with the backward of the layers below
+        from layerwise.distributed import Distributed
+
+        comm = Distributed(comm, buckets=True)
+    rank = 0 if comm is None else comm.rank if buckets else comm.Get_rank()
     net = lw.nn.mlp([N_IN, N_HIDDEN, 7, N_CLASSES], activation="sigmoid",
-                    seed=comm.Get_rank() if comm is not None else 0)  # rank 1 differs: the broadcast must fix it
-    rank = comm.Get_rank() if comm is not None else 0
+                    seed=rank)  # rank 1 starts elsewhere: the broadcast of rank 0's weights must fix it
 
     def callback(epoch, hist):
         if fail_rank == rank and epoch == fail_epoch:
@@ -68,6 +73,7 @@ def rbm_case(comm):
 CASES = {
     "fit_sgd": lambda comm: fit_case(comm),
     "fit_adam": lambda comm: fit_case(comm, optimizer="adam"),
+    "fit_buckets": lambda comm: fit_case(comm, buckets=True),
     "supervised": supervised_case,
     "autoencoder": autoencoder_case,
     "rbm": rbm_case,
