@@ -19,12 +19,19 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "mpi"))
 
-pytest.importorskip("mpi4py", reason="distributed tests need mpi4py (pip install 'layerwise[mpi]')")
-MPIRUN = shutil.which("mpirun")
-if MPIRUN is None:
-    pytest.skip("distributed tests need mpirun (apt-get install openmpi-bin libopenmpi-dev)", allow_module_level=True)
-
 import cases  # noqa: E402
+
+try:
+    import mpi4py  # noqa: F401
+
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+MPIRUN = shutil.which("mpirun")
+needs_mpi4py = pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py (pip install 'layerwise[mpi]')")
+needs_mpirun = pytest.mark.skipif(not (HAVE_MPI4PY and MPIRUN),
+                                  reason="needs mpi4py and mpirun (pip install 'layerwise[mpi]'; "
+                                         "apt-get install openmpi-bin libopenmpi-dev)")
 
 RANKS = 2
 ATOL, RTOL = 1e-5, 1e-4
@@ -66,6 +73,7 @@ def all_cases(tmp_path_factory):
     return out
 
 
+@needs_mpirun
 @pytest.mark.parametrize("name", list(cases.CASES))
 def test_two_ranks_follow_one_process(all_cases, name):
     ranks = load(all_cases, name)
@@ -89,6 +97,7 @@ def test_two_ranks_follow_one_process(all_cases, name):
             np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
 
 
+@needs_mpirun
 def test_a_failing_rank_aborts_the_job_quickly(tmp_path):
     t0 = time.monotonic()
     proc = mpirun(tmp_path, "--fit", "fail_rank=1", "fail_epoch=1", timeout=60)
@@ -97,6 +106,7 @@ def test_a_failing_rank_aborts_the_job_quickly(tmp_path):
     assert time.monotonic() - t0 < 30  # seconds, not the 30 s collective deadline plus a hang
 
 
+@needs_mpirun
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     whole = tmp_path / "whole"
     whole.mkdir()
@@ -125,6 +135,7 @@ def test_shard_bounds_cover_every_row_once():
             assert max(h - lo for lo, h in bounds) - min(h - lo for lo, h in bounds) <= 1
 
 
+@needs_mpi4py
 def test_one_rank_communicator_matches_plain_fit():
     from mpi4py import MPI
 
@@ -134,6 +145,7 @@ def test_one_rank_communicator_matches_plain_fit():
         np.testing.assert_allclose(p_comm[k], p_plain[k], atol=ATOL, rtol=RTOL)
 
 
+@needs_mpi4py
 def test_bad_comm_is_a_type_error():
     import layerwise as lw
 
@@ -142,6 +154,7 @@ def test_bad_comm_is_a_type_error():
         lw.train.fit(lw.nn.mlp([cases.N_IN, cases.N_CLASSES]), X, y, epochs=1, comm="world", progress=False)
 
 
+@needs_mpirun
 def test_bengio2006_distributed_cli_smoke(tmp_path):
     """``mpirun -n 2 layerwise bengio2006 --distributed``: rank 0 alone prints the table and writes."""
     data = os.environ.get("LAYERWISE_DATA")
@@ -158,3 +171,12 @@ def test_bengio2006_distributed_cli_smoke(tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["complete"] and [r["name"] for r in doc["rows"]] == ["shallow"]
     assert (tmp_path / "nets" / "shallow.safetensors").is_file()
+
+
+def test_distributed_without_mpi4py_is_a_one_line_error(monkeypatch, capsys):
+    from layerwise import cli, distributed
+
+    monkeypatch.setattr(distributed, "mpi_available", lambda: False)
+    status = cli.main(["bengio2006", "--preset", "smoke", "--distributed", "--out", "/nonexistent/never-written"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "--distributed: needs mpi4py" in err, err
