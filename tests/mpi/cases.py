@@ -48,25 +48,32 @@ def fit_case(comm, *, optimizer=None, epochs=6, checkpoint=None, resume=False, f
     return _params(net), hist.to_dict()
 
 
-def supervised_case(comm):
+def _checkpointing(checkpoint, resume):
+    return dict(checkpoint=checkpoint, checkpoint_every=2, resume=resume) if checkpoint else {}
+
+
+def supervised_case(comm, checkpoint=None, resume=False):
     X, y, _, _ = data()
     net, info = lw.pretrain.greedy_supervised([N_IN, N_HIDDEN, 6, N_CLASSES], X, y, epochs_per_layer=3, lr=0.3,
-                                              batch_size=BATCH, seed=3, progress=False, comm=comm)
+                                              batch_size=BATCH, seed=3, progress=False, comm=comm,
+                                              **_checkpointing(checkpoint, resume))
     return _params(net), [h.to_dict() for h in info["histories"]]
 
 
-def autoencoder_case(comm):
+def autoencoder_case(comm, checkpoint=None, resume=False):
     X, _, _, _ = data()
     net, info = lw.pretrain.greedy_autoencoder([N_IN, N_HIDDEN, 6, N_CLASSES], X, epochs_per_layer=3, lr=0.3,
-                                               batch_size=BATCH, noise=0.25, seed=4, progress=False, comm=comm)
+                                               batch_size=BATCH, noise=0.25, seed=4, progress=False, comm=comm,
+                                               **_checkpointing(checkpoint, resume))
     return _params(net), [h.to_dict() for h in info["histories"]]
 
 
-def rbm_case(comm):
+def rbm_case(comm, checkpoint=None, resume=False):
     X, _, _, _ = data()
     Xb = (X > 0.5).astype(np.float32)
     net, info = lw.pretrain.greedy_rbm([N_IN, N_HIDDEN, 6, N_CLASSES], Xb, epochs_per_layer=3, lr=0.1, k=2,
-                                       batch_size=BATCH, seed=6, progress=False, comm=comm)
+                                       batch_size=BATCH, seed=6, progress=False, comm=comm,
+                                       **_checkpointing(checkpoint, resume))
     return _params(net), info["reconstruction_error"]
 
 
@@ -80,7 +87,12 @@ CASES = {
 }
 
 
+PRETRAINING = {"supervised": supervised_case, "autoencoder": autoencoder_case, "rbm": rbm_case}
+
+
 def run(name, comm=None, **kwargs):
     if name in CASES and not kwargs:
         return CASES[name](comm)
+    if name in PRETRAINING:
+        return PRETRAINING[name](comm, **kwargs)
     return fit_case(comm, **kwargs)
