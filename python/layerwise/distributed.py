@@ -129,8 +129,14 @@ class Distributed:
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the peers would hang
             if isinstance(e, SystemExit) and not e.code:
                 raise
-            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-            self.abort(f"{type(e).__name__}: {e}; aborting the job\n{tb}")
+            self.abort_with(e)
+            raise
+
+    def abort_with(self, exc: BaseException):
+        """Aborts the job for ``exc`` raised on this rank: its message and traceback on stderr,
+        then ``comm.Abort`` (does not return under MPI)."""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.abort(f"{type(exc).__name__}: {exc}; aborting the job\n{tb}")
 
     def _wait(self, requests, what):
         """Polls ``requests`` until all completed; aborts the job past the deadline."""

@@ -27,7 +27,6 @@ epochs per layer, loss). Same seed, same device: same result.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 
@@ -668,56 +667,58 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
                               desc="RBM pretraining")
     if bar is not None:
         bar.update(len(rbms) * epochs_per_layer)
-    guard = dist.guard() if dist is not None else contextlib.nullcontext()
     try:
-        with guard:  # distributed: an exception on one rank aborts the job instead of hanging the others
-            for i in range(ck.first_layer, len(sizes) - 1):
-                outer = ck.outer(i, rng, rbms, records())
-                resuming = ck.resuming(i, "rbm")
-                if not resuming:
-                    ck.write(outer)
-                rbm = RBM(sizes[i - 1], sizes[i], seed=_sub_seed(rng), dtype=dtype, device=device, rng=rng)
-                n = codes.shape[0]
-                shuffled = xp.empty_like(codes)
-                errs, start_epoch, start_pos, perm, batches = [], 0, 0, None, 0
-                if resuming:
-                    errs, start_epoch, start_pos, perm, batches = _load_rbm_state(rbm, rng, ck, n, batch_size)
-                grads = None
-                if dist is not None:  # distributed: rank 0's RBM, gradients in one flat buffer
-                    grads = dist.flat_gradients(rbm.parameters())
-                    dist.broadcast_parameters(rbm.parameters())
-                for epoch in range(start_epoch, epochs_per_layer):
-                    mom = momentum if final_momentum is None or epoch < momentum_switch else final_momentum
-                    if epoch != start_epoch or perm is None:
-                        perm, start_pos = rng.permutation(n), 0
-                    xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
-                    for s in range(start_pos, n, batch_size):
-                        step = dict(k=k, persistent=persistent, sample_visible=sample_visible)
-                        if dist is None:
-                            rbm.cd_step(shuffled[s:s + batch_size], lr=lr, momentum=mom, weight_decay=weight_decay,
-                                        **step)
-                        else:  # this rank's slice, the allreduce of the CD gradient, the same update everywhere
-                            _distributed_cd_gradient(dist, rbm, shuffled[s:s + batch_size], grads, **step)
-                            rbm.apply_gradient(lr=lr, momentum=mom, weight_decay=weight_decay)
-                        batches += 1
-                        if ck.path is not None and ck.every != "epoch" and batches % ck.every == 0 \
-                                and s + batch_size < n:
-                            ck.write(outer, *_rbm_state(rbm, rng, errs, epoch, s + batch_size, perm, batches, n,
-                                                        batch_size))
-                    errs.append(rbm.reconstruction_error(codes) if dist is None
-                                else _distributed_reconstruction_error(dist, rbm, codes))
-                    if ck.path is not None and epoch + 1 < epochs_per_layer:
-                        ck.write(outer, *_rbm_state(rbm, rng, errs, epoch + 1, 0, None, batches, n, batch_size))
-                    if bar is not None:
-                        bar.set_postfix({"layer": i, "recon": f"{errs[-1]:.4g}"})
-                        bar.update(1)
-                rbms.append(rbm)
-                recons.append([float(e) for e in errs])
-                # The layer takes no random draws (weights copied from the RBM), but the Generator
-                # advances as it always has, so that results stay those of earlier versions.
-                Linear(sizes[i - 1], sizes[i], activation="sigmoid", dtype=dtype, device=device, rng=rng)
-                layers.append(linear_of(rbm))
-                codes = rbm.hidden_probs(codes)
+        for i in range(ck.first_layer, len(sizes) - 1):
+            outer = ck.outer(i, rng, rbms, records())
+            resuming = ck.resuming(i, "rbm")
+            if not resuming:
+                ck.write(outer)
+            rbm = RBM(sizes[i - 1], sizes[i], seed=_sub_seed(rng), dtype=dtype, device=device, rng=rng)
+            n = codes.shape[0]
+            shuffled = xp.empty_like(codes)
+            errs, start_epoch, start_pos, perm, batches = [], 0, 0, None, 0
+            if resuming:
+                errs, start_epoch, start_pos, perm, batches = _load_rbm_state(rbm, rng, ck, n, batch_size)
+            grads = None
+            if dist is not None:  # distributed: rank 0's RBM, gradients in one flat buffer
+                grads = dist.flat_gradients(rbm.parameters())
+                dist.broadcast_parameters(rbm.parameters())
+            for epoch in range(start_epoch, epochs_per_layer):
+                mom = momentum if final_momentum is None or epoch < momentum_switch else final_momentum
+                if epoch != start_epoch or perm is None:
+                    perm, start_pos = rng.permutation(n), 0
+                xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
+                for s in range(start_pos, n, batch_size):
+                    step = dict(k=k, persistent=persistent, sample_visible=sample_visible)
+                    if dist is None:
+                        rbm.cd_step(shuffled[s:s + batch_size], lr=lr, momentum=mom, weight_decay=weight_decay,
+                                    **step)
+                    else:  # this rank's slice, the allreduce of the CD gradient, the same update everywhere
+                        _distributed_cd_gradient(dist, rbm, shuffled[s:s + batch_size], grads, **step)
+                        rbm.apply_gradient(lr=lr, momentum=mom, weight_decay=weight_decay)
+                    batches += 1
+                    if ck.path is not None and ck.every != "epoch" and batches % ck.every == 0 \
+                            and s + batch_size < n:
+                        ck.write(outer, *_rbm_state(rbm, rng, errs, epoch, s + batch_size, perm, batches, n,
+                                                    batch_size))
+                errs.append(rbm.reconstruction_error(codes) if dist is None
+                            else _distributed_reconstruction_error(dist, rbm, codes))
+                if ck.path is not None and epoch + 1 < epochs_per_layer:
+                    ck.write(outer, *_rbm_state(rbm, rng, errs, epoch + 1, 0, None, batches, n, batch_size))
+                if bar is not None:
+                    bar.set_postfix({"layer": i, "recon": f"{errs[-1]:.4g}"})
+                    bar.update(1)
+            rbms.append(rbm)
+            recons.append([float(e) for e in errs])
+            # The layer takes no random draws (weights copied from the RBM), but the Generator
+            # advances as it always has, so that results stay those of earlier versions.
+            Linear(sizes[i - 1], sizes[i], activation="sigmoid", dtype=dtype, device=device, rng=rng)
+            layers.append(linear_of(rbm))
+            codes = rbm.hidden_probs(codes)
+    except BaseException as e:
+        if dist is not None:  # distributed: one rank's failure aborts the job instead of hanging the others
+            dist.abort_with(e)
+        raise
     finally:
         if bar is not None:
             bar.close()

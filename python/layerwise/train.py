@@ -12,7 +12,6 @@ targets (there are no classes to count).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -326,100 +325,106 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
     if bar is not None and start_epoch:
         bar.update(min(start_epoch * n + start_pos, epochs * n))
     last_good = None
-    guard = dist.guard(consistent=(TrainingDiverged,)) if dist is not None else contextlib.nullcontext()
     try:
-        with guard:  # distributed: an exception on one rank aborts the job instead of hanging the others
-            for epoch in range(start_epoch, epochs):
-                lr_t = opt.set_epoch(epoch) if hasattr(opt, "set_epoch") else getattr(opt, "lr", float("nan"))
-                t0 = time.perf_counter()
-                if epoch != start_epoch or perm is None:
-                    perm, start_pos, total_loss, wrong = rng.permutation(n), 0, 0.0, 0
-                perm_d = xp.asarray(perm) if xp is not np else perm
-                xp.take(X, perm_d, axis=0, out=Xs)
-                xp.take(y, perm_d, axis=0, out=ys)
-                last_good = _copy_params(params)  # finite: checked at the end of the previous epoch
-                for s in range(start_pos, n, batch_size):
-                    xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
-                    if dist is not None:  # forward, backward and the gradient allreduce; opt.step below
-                        value, nwrong = _distributed_gradients(dist, net, loss_fn, xb, yb, grads, step_sums,
-                                                               labels, at_zero)
-                    else:
-                        out = net.forward(xb, train=True)
-                        value, dout = loss_fn(out, yb)
-                    if not math.isfinite(float(value)):
-                        kept = _all_finite(params)
-                        if not kept:
-                            _restore(params, last_good)
-                        where = "the weights that produced it" if kept else f"the weights at the start of epoch {epoch}"
-                        raise TrainingDiverged(
-                            f"fit: the training loss became {float(value)} at epoch {epoch}, batch "
-                            f"{s // batch_size} (lr {float(lr_t):g}); the net keeps {where}. "
-                            f"Lower the learning rate, or check the data", epoch=epoch, batch=s // batch_size,
-                            loss=float(value), history=hist)
-                    if dist is not None:
-                        opt.step()
-                    elif fused:
-                        opt.backward_step(net, dout)
-                    else:
-                        net.backward(dout, input_grad=False)
-                        opt.step()
-                    if max_norm is not None:
-                        _apply_max_norm(max_norm_layers, max_norm)
-                    total_loss += value * xb.shape[0]
-                    if dist is not None:
-                        wrong += nwrong
-                    elif labels:
-                        wrong += _count_wrong(out, yb, at_zero)
-                    batches += 1
-                    if bar is not None:
-                        bar.update(xb.shape[0])
-                    if checkpoint is not None and every != "epoch" and batches % every == 0 and s + batch_size < n:
-                        save(epoch, s + batch_size, perm, total_loss, wrong)
-                if not _all_finite(params):
-                    _restore(params, last_good)
+        for epoch in range(start_epoch, epochs):
+            lr_t = opt.set_epoch(epoch) if hasattr(opt, "set_epoch") else getattr(opt, "lr", float("nan"))
+            t0 = time.perf_counter()
+            if epoch != start_epoch or perm is None:
+                perm, start_pos, total_loss, wrong = rng.permutation(n), 0, 0.0, 0
+            perm_d = xp.asarray(perm) if xp is not np else perm
+            xp.take(X, perm_d, axis=0, out=Xs)
+            xp.take(y, perm_d, axis=0, out=ys)
+            last_good = _copy_params(params)  # finite: checked at the end of the previous epoch
+            for s in range(start_pos, n, batch_size):
+                xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
+                if dist is not None:  # forward, backward and the gradient allreduce; opt.step below
+                    value, nwrong = _distributed_gradients(dist, net, loss_fn, xb, yb, grads, step_sums,
+                                                           labels, at_zero)
+                else:
+                    out = net.forward(xb, train=True)
+                    value, dout = loss_fn(out, yb)
+                if not math.isfinite(float(value)):
+                    kept = _all_finite(params)
+                    if not kept:
+                        _restore(params, last_good)
+                    where = "the weights that produced it" if kept else f"the weights at the start of epoch {epoch}"
                     raise TrainingDiverged(
-                        f"fit: the weights became non-finite during epoch {epoch} (lr {float(lr_t):g}); the net "
-                        f"keeps the weights at the start of that epoch", epoch=epoch, batch=None, loss=None,
-                        history=hist)
-                seconds = time.perf_counter() - t0
-                train_loss = total_loss / n if n else 0.0
-                hist.train_loss.append(float(train_loss))
-                hist.train_error.append(100.0 * float(wrong) / n if labels and n else float(train_loss))
-                hist.lr.append(float(lr_t))
-                hist.seconds.append(seconds)
-                if diag is not None:
-                    from .diagnostics import gradient_norms
-                    hist.grad_norms.append(gradient_norms(net, diag[0], diag[1], loss=loss_fn))
-                stop = False
-                if have_val:
-                    if dist is not None:  # each rank evaluates a slice; the sums make one answer everywhere
-                        err = _distributed_evaluate(dist, net, X_val, y_val, loss_fn, labels)
-                    else:
-                        err = _evaluate(net, X_val, y_val, loss_fn, labels, 1024)[1]
-                    hist.valid_error.append(err)
-                    if best_err is None or err < best_err:
-                        best_err, hist.best_epoch, since_best = err, epoch, 0
-                        if patience is not None:  # snapshot, to restore when we stop
-                            best_params = _copy_params(params)
-                    else:
-                        since_best += 1
-                        if patience is not None and since_best >= patience:
-                            hist.stopped_early = stop = True
+                        f"fit: the training loss became {float(value)} at epoch {epoch}, batch "
+                        f"{s // batch_size} (lr {float(lr_t):g}); the net keeps {where}. "
+                        f"Lower the learning rate, or check the data", epoch=epoch, batch=s // batch_size,
+                        loss=float(value), history=hist)
+                if dist is not None:
+                    opt.step()
+                elif fused:
+                    opt.backward_step(net, dout)
+                else:
+                    net.backward(dout, input_grad=False)
+                    opt.step()
+                if max_norm is not None:
+                    _apply_max_norm(max_norm_layers, max_norm)
+                total_loss += value * xb.shape[0]
+                if dist is not None:
+                    wrong += nwrong
+                elif labels:
+                    wrong += _count_wrong(out, yb, at_zero)
+                batches += 1
                 if bar is not None:
-                    post = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{train_loss:.4g}"}
-                    if have_val:
-                        post["val_err"] = f"{hist.valid_error[-1]:.4g}"
-                    bar.set_postfix(post)
-                if callback is not None and callback(epoch, hist) is True:
-                    stop = True
-                if stop:
-                    break
-                if checkpoint is not None and epoch + 1 < epochs:
-                    save(epoch + 1, 0, None, 0.0, 0)
+                    bar.update(xb.shape[0])
+                if checkpoint is not None and every != "epoch" and batches % every == 0 and s + batch_size < n:
+                    save(epoch, s + batch_size, perm, total_loss, wrong)
+            if not _all_finite(params):
+                _restore(params, last_good)
+                raise TrainingDiverged(
+                    f"fit: the weights became non-finite during epoch {epoch} (lr {float(lr_t):g}); the net "
+                    f"keeps the weights at the start of that epoch", epoch=epoch, batch=None, loss=None,
+                    history=hist)
+            seconds = time.perf_counter() - t0
+            train_loss = total_loss / n if n else 0.0
+            hist.train_loss.append(float(train_loss))
+            hist.train_error.append(100.0 * float(wrong) / n if labels and n else float(train_loss))
+            hist.lr.append(float(lr_t))
+            hist.seconds.append(seconds)
+            if diag is not None:
+                from .diagnostics import gradient_norms
+                hist.grad_norms.append(gradient_norms(net, diag[0], diag[1], loss=loss_fn))
+            stop = False
+            if have_val:
+                if dist is not None:  # each rank evaluates a slice; the sums make one answer everywhere
+                    err = _distributed_evaluate(dist, net, X_val, y_val, loss_fn, labels)
+                else:
+                    err = _evaluate(net, X_val, y_val, loss_fn, labels, 1024)[1]
+                hist.valid_error.append(err)
+                if best_err is None or err < best_err:
+                    best_err, hist.best_epoch, since_best = err, epoch, 0
+                    if patience is not None:  # snapshot, to restore when we stop
+                        best_params = _copy_params(params)
+                else:
+                    since_best += 1
+                    if patience is not None and since_best >= patience:
+                        hist.stopped_early = stop = True
+            if bar is not None:
+                post = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{train_loss:.4g}"}
+                if have_val:
+                    post["val_err"] = f"{hist.valid_error[-1]:.4g}"
+                bar.set_postfix(post)
+            if callback is not None and callback(epoch, hist) is True:
+                stop = True
+            if stop:
+                break
+            if checkpoint is not None and epoch + 1 < epochs:
+                save(epoch + 1, 0, None, 0.0, 0)
     except KeyboardInterrupt as e:
         if best_params is not None:  # the weights moved on since the best epoch (maybe mid-epoch)
             _restore(params, best_params)
         e.history = hist
+        if dist is not None:  # distributed: the other ranks would wait forever in the next allreduce
+            dist.abort_with(e)
+        raise
+    except Exception as e:
+        # Distributed: an exception on one rank aborts the job instead of hanging the others;
+        # TrainingDiverged is raised on every rank at once (from allreduced values): it propagates.
+        if dist is not None and not isinstance(e, TrainingDiverged):
+            dist.abort_with(e)
         raise
     finally:
         if bar is not None:
