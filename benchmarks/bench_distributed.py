@@ -1,6 +1,6 @@
 """Data-parallel training throughput: 2 single-threaded MPI ranks vs 1 process with 2 threads.
 
-    python benchmarks/bench_distributed.py [--samples 2000] [--ranks 2] [--json out.json] [--tiny]
+    python benchmarks/bench_distributed.py [--samples 2000] [--ranks 2] [--btl self,vader] [--json out.json] [--tiny]
 
 The nets are the bengio2006 full preset's (784-500-10 and 784-500-500-500-10, fine-tuning
 batch 50), trained with layerwise.train.fit (softmax cross-entropy, SGD momentum 0.9) on
@@ -8,8 +8,9 @@ synthetic MNIST-shaped data, one epoch of --samples samples per measurement:
 
   1 process   -- OMP_NUM_THREADS=2 (the library's thread-count variable), fit's fused path
   N ranks     -- mpirun -n N, OMP_NUM_THREADS=1 per rank, fit(comm=...) with the gradients
-                 in one flat buffer ("flat") or per-layer buckets whose allreduce starts
-                 while the lower layers' backward runs ("buckets")
+                 in one flat buffer reduced by Iallreduce + Test polling ("flat") or by a
+                 blocking Allreduce under a watchdog ("blocking"), or in per-layer buckets
+                 whose Iallreduce starts while the lower layers' backward runs ("buckets")
 
 For the ranks the epoch time splits into allreduce (time inside the gradient allreduce,
 including waiting for the slower rank) and compute (the rest). The allreduce moves
@@ -28,8 +29,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MPI_ARGS = ["--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo",
-            "--mca", "oob_tcp_if_include", "lo"]
+DISTRIBUTED_MODES = ("flat", "blocking", "buckets")
+# The ranks share one machine: shared memory (vader) by default, --btl self,tcp for loopback TCP.
+MPI_ARGS = ["--oversubscribe", "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo"]
 
 
 def nets(tiny):
@@ -54,7 +56,7 @@ def measure(mode, sizes, samples, batch, repeats):
     if mode != "single":
         from layerwise import distributed
 
-        dist = distributed.world(buckets=mode == "buckets")
+        dist = distributed.world(buckets=mode == "buckets", blocking=mode == "blocking")
     best = None
     for _ in range(repeats + 1):  # the first epoch warms up (buffers, pages, MPI connections)
         net = lw.nn.mlp(sizes, seed=0)
@@ -102,7 +104,7 @@ def launch(mode, sizes, args):
         mpirun = shutil.which("mpirun")
         if mpirun is None:
             raise SystemExit("bench_distributed: mpirun not found (apt-get install openmpi-bin libopenmpi-dev)")
-        cmd = [mpirun, "-n", str(args.ranks), *MPI_ARGS, *base]
+        cmd = [mpirun, "-n", str(args.ranks), *MPI_ARGS, "--mca", "btl", args.btl, *base]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"bench_distributed: {mode} run failed:\n{proc.stdout}\n{proc.stderr}")
@@ -116,9 +118,10 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=50, help="global batch (the full preset fine-tunes with 50)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--btl", default="self,vader", help="Open MPI transports (default self,vader: shared memory)")
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--json", metavar="PATH")
-    ap.add_argument("--worker", choices=("single", "flat", "buckets"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("single",) + DISTRIBUTED_MODES, help=argparse.SUPPRESS)
     ap.add_argument("--sizes", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -128,7 +131,7 @@ def main(argv=None):
     rows = []
     t0 = time.time()
     for name, sizes in nets(args.tiny).items():
-        for mode in ("single", "flat", "buckets"):
+        for mode in ("single",) + DISTRIBUTED_MODES:
             r = launch(mode, sizes, args)
             r["net"] = name
             rows.append(r)

@@ -37,10 +37,11 @@ RANKS = 2
 ATOL, RTOL = 1e-5, 1e-4
 
 
-def mpirun(out, *args, timeout=90):
-    """``mpirun -n 2`` of tests/mpi/run_cases.py on loopback, allowed as root (CI), one thread per rank."""
+def mpirun(out, *args, timeout=90, deadline=30):
+    """``mpirun -n 2`` of tests/mpi/run_cases.py on loopback, allowed as root (CI), one thread per rank;
+    ``deadline``: LAYERWISE_MPI_TIMEOUT, seconds a collective may wait."""
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
-               LAYERWISE_MPI_TIMEOUT="30", OMPI_MCA_rmaps_base_oversubscribe="1")
+               LAYERWISE_MPI_TIMEOUT=str(deadline), OMPI_MCA_rmaps_base_oversubscribe="1")
     cmd = [MPIRUN, "-n", str(RANKS), "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include",
            "lo", "--mca", "oob_tcp_if_include", "lo", sys.executable, str(HERE / "mpi" / "run_cases.py"), str(out),
            *args]
@@ -104,6 +105,17 @@ def test_a_failing_rank_aborts_the_job_quickly(tmp_path):
     assert proc.returncode != 0
     assert "rank 1 of 2" in proc.stderr and "fails on purpose" in proc.stderr, proc.stderr
     assert time.monotonic() - t0 < 30  # seconds, not the 30 s collective deadline plus a hang
+
+
+@needs_mpirun
+@needs_mpirun
+@pytest.mark.parametrize("blocking", [0, 1])
+def test_a_stuck_rank_makes_the_others_abort_at_the_deadline(tmp_path, blocking):
+    t0 = time.monotonic()
+    proc = mpirun(tmp_path, "--fit", "hang_rank=1", f"blocking={blocking}", deadline=3, timeout=60)
+    assert proc.returncode != 0
+    assert "rank 0 of 2" in proc.stderr and "did not complete within 3 s" in proc.stderr, proc.stderr
+    assert time.monotonic() - t0 < 30  # the 3 s deadline, not the stuck rank's 600 s
 
 
 @needs_mpirun

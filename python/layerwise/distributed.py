@@ -16,7 +16,7 @@ Only rank 0 writes files.
 
 Failure never hangs the job: ``Distributed.guard`` turns an exception on any rank into
 ``comm.Abort`` (after a message on stderr), and every collective is nonblocking
-(Iallreduce / Ibcast) polled against a deadline (``timeout`` seconds, default
+(Iallreduce / Ibcast) polled with Test against a deadline (``timeout`` seconds, default
 ``LAYERWISE_MPI_TIMEOUT`` or 300), so a dead or stuck peer aborts the job with a message.
 
 CuPy arrays are reduced with NCCL (``cupy.cuda.nccl``; the NCCL unique id travels over
@@ -88,9 +88,13 @@ class Distributed:
     comm: an mpi4py communicator (``MPI.COMM_WORLD``). timeout: seconds any collective
     may wait for the other ranks before the job is aborted (None: ``LAYERWISE_MPI_TIMEOUT``
     or 300). buckets: allreduce gradients per layer while the lower layers' backward still
-    runs (``backward_allreduce``), instead of one flat buffer after the whole backward."""
+    runs (``backward_allreduce``), instead of one flat buffer after the whole backward.
+    blocking: reduce the flat gradient buffer with a blocking Allreduce (Open MPI's tuned
+    algorithms; its nonblocking collectives take another, often slower, implementation),
+    guarded by a watchdog thread that aborts the job past the deadline; needs the
+    MPI_THREAD_MULTIPLE level mpi4py asks for (else the nonblocking path is used)."""
 
-    def __init__(self, comm, *, timeout=None, buckets=False):
+    def __init__(self, comm, *, timeout=None, buckets=False, blocking=False):
         MPI = _mpi()
         if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm: expected an mpi4py communicator such as MPI.COMM_WORLD, got {type(comm).__name__}")
@@ -99,7 +103,10 @@ class Distributed:
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         self.MPI, self.comm, self.timeout, self.buckets = MPI, comm, float(timeout), bool(buckets)
+        self.blocking = bool(blocking) and MPI.Query_thread() == MPI.THREAD_MULTIPLE
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self._deadline = None  # (monotonic deadline, what) of the blocking call in progress
+        self._watchdog = None
         self._nccl = None
         self.seconds_allreduce = 0.0  # wall time spent in gradient allreduces (benchmarks read it)
 
@@ -108,7 +115,7 @@ class Distributed:
         return self.rank == 0
 
     def __repr__(self):
-        return f"Distributed(rank={self.rank}, size={self.size}, buckets={self.buckets})"
+        return f"Distributed(rank={self.rank}, size={self.size}, buckets={self.buckets}, blocking={self.blocking})"
 
     # -- failure handling --
     def abort(self, message: str, code: int = 1):
@@ -138,19 +145,44 @@ class Distributed:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.abort(f"{type(exc).__name__}: {exc}; aborting the job\n{tb}")
 
+    def _watch(self):
+        """The watchdog thread of blocking collectives: aborts the job when one overruns."""
+        while True:
+            time.sleep(min(0.5, self.timeout / 10))
+            pending = self._deadline
+            if pending is not None and time.monotonic() > pending[0]:
+                self.abort(f"{pending[1]} did not complete within {self.timeout:g} s (a peer died or is stuck); "
+                           f"set LAYERWISE_MPI_TIMEOUT to wait longer")
+
+    def _blocking_allreduce(self, buf, what):
+        if self._watchdog is None:
+            import threading
+
+            self._watchdog = threading.Thread(target=self._watch, name="layerwise-mpi-watchdog", daemon=True)
+            self._watchdog.start()
+        self._deadline = (time.monotonic() + self.timeout, what)
+        try:
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)  # mpi4py releases the GIL here
+        finally:
+            self._deadline = None
+
     def _wait(self, requests, what):
         """Polls ``requests`` until all completed; aborts the job past the deadline."""
         MPI = self.MPI
-        deadline = time.monotonic() + self.timeout
-        spins = 0
+        start = time.monotonic()
         while not MPI.Request.Testall(requests):
-            spins += 1
-            if spins > 1000:  # a short busy poll for latency, then back off so a shared core stays usable
-                time.sleep(min(1e-3, 1e-6 * (spins - 1000)))
-            if time.monotonic() > deadline:
+            # Open MPI moves a large message only while some call is inside MPI (no progress
+            # thread), so the first 20 ms poll flat out; a longer wait means a peer is busy
+            # (checkpoint, evaluation), and polling then yields, finally sleeps, to free the core.
+            waited = time.monotonic() - start
+            if waited > self.timeout:
                 self.abort(f"{what} did not complete within {self.timeout:g} s (a peer died or is stuck); "
                            f"set LAYERWISE_MPI_TIMEOUT to wait longer")
                 raise DistributedTimeout(what)  # only reached if Abort returns (it should not)
+            if waited > 1.0:
+                time.sleep(1e-3)
+            elif waited > 0.02:
+                time.sleep(0)
 
     # -- collectives --
     def allreduce_sum(self, values) -> np.ndarray:
@@ -236,6 +268,8 @@ class Distributed:
             requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM))
         if _is_cupy(flat):
             self._nccl_allreduce(flat)
+        elif self.size > 1 and self.blocking:  # (the sums' Iallreduce progresses meanwhile)
+            self._blocking_allreduce(flat, "gradient allreduce")
         elif self.size > 1:
             requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM))
         if requests:

@@ -27,19 +27,24 @@ def _params(net):
 
 
 def fit_case(comm, *, optimizer=None, epochs=6, checkpoint=None, resume=False, fail_rank=None, fail_epoch=None,
-             buckets=False):
+             buckets=False, blocking=False, hang_rank=None):
     X, y, Xv, yv = data()
-    if buckets and comm is not None:  # per-layer allreduce overlapped with the backward of the layers below
+    wrapped = (buckets or blocking) and comm is not None
+    if wrapped:  # per-layer allreduce overlapped with the backward below; or a blocking Allreduce
         from layerwise.distributed import Distributed
 
-        comm = Distributed(comm, buckets=True)
-    rank = 0 if comm is None else comm.rank if buckets else comm.Get_rank()
+        comm = Distributed(comm, buckets=bool(buckets), blocking=bool(blocking))
+    rank = 0 if comm is None else comm.rank if wrapped else comm.Get_rank()
     net = lw.nn.mlp([N_IN, N_HIDDEN, 7, N_CLASSES], activation="sigmoid",
                     seed=rank)  # rank 1 starts elsewhere: the broadcast of rank 0's weights must fix it
 
     def callback(epoch, hist):
         if fail_rank == rank and epoch == fail_epoch:
             raise RuntimeError(f"rank {rank} fails on purpose at epoch {epoch}")
+        if hang_rank == rank and epoch == 0:  # stuck: the other ranks' next allreduce must time out
+            import time
+
+            time.sleep(600)
 
     kw = dict(lr=0.5, momentum=0.9) if optimizer is None else dict(optimizer=optimizer, lr=0.01)
     hist = lw.train.fit(net, X, y, epochs=epochs, batch_size=BATCH, X_val=Xv, y_val=yv, patience=3, seed=5,
@@ -81,6 +86,7 @@ CASES = {
     "fit_sgd": lambda comm: fit_case(comm),
     "fit_adam": lambda comm: fit_case(comm, optimizer="adam"),
     "fit_buckets": lambda comm: fit_case(comm, buckets=True),
+    "fit_blocking": lambda comm: fit_case(comm, blocking=True),
     "supervised": supervised_case,
     "autoencoder": autoencoder_case,
     "rbm": rbm_case,
