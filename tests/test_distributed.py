@@ -212,3 +212,16 @@ def test_distributed_without_mpi4py_is_a_one_line_error(monkeypatch, capsys):
     status = cli.main(["bengio2006", "--preset", "smoke", "--distributed", "--out", "/nonexistent/never-written"])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "--distributed: needs mpi4py" in err, err
+
+
+@needs_mpi4py
+def test_bad_timeouts_are_value_errors_naming_the_setting(monkeypatch):
+    from layerwise import distributed
+
+    with pytest.raises(ValueError, match="timeout"):
+        distributed.world(timeout=0)
+    monkeypatch.setenv("LAYERWISE_MPI_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="LAYERWISE_MPI_TIMEOUT"):
+        distributed.world()
+    monkeypatch.setenv("LAYERWISE_MPI_TIMEOUT", "7")
+    assert distributed.world().timeout == 7.0

@@ -98,10 +98,15 @@ class Distributed:
         MPI = _mpi()
         if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm: expected an mpi4py communicator such as MPI.COMM_WORLD, got {type(comm).__name__}")
+        name = "timeout"
         if timeout is None:
-            timeout = float(os.environ.get("LAYERWISE_MPI_TIMEOUT", _DEFAULT_TIMEOUT))
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+            name, timeout = "LAYERWISE_MPI_TIMEOUT", os.environ.get("LAYERWISE_MPI_TIMEOUT", _DEFAULT_TIMEOUT)
+            try:
+                timeout = float(timeout)
+            except ValueError:
+                pass  # reported below, by name
+        if isinstance(timeout, bool) or not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"{name}: expected a positive number of seconds, got {timeout!r}")
         self.MPI, self.comm, self.timeout, self.buckets = MPI, comm, float(timeout), bool(buckets)
         self.blocking = bool(blocking) and MPI.Query_thread() == MPI.THREAD_MULTIPLE
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
