@@ -203,6 +203,10 @@ def test_bengio2006_distributed_cli_smoke(tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["complete"] and [r["name"] for r in doc["rows"]] == ["shallow"]
     assert (tmp_path / "nets" / "shallow.safetensors").is_file()
+    # A user error (--resume onto another run's --out) is rank 0's one line, and a non-zero exit.
+    cmd[cmd.index("shallow")] = "shallow,dbn"
+    proc = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and proc.stderr.count("layerwise bengio2006: error: --resume:") == 1, proc.stderr
 
 
 def test_distributed_without_mpi4py_is_a_one_line_error(monkeypatch, capsys):

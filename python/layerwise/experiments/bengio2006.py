@@ -642,6 +642,8 @@ def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, chec
             check = str(e)
     check = dist.broadcast_object(check)
     if check is not None:
+        if not dist.is_root:
+            raise SystemExit(2)  # the same exit status everywhere, but one error line (rank 0's)
         raise ExperimentError(check)
     with dist.guard():  # a failure on one rank aborts the job instead of hanging the others
         return _run_rows(preset, data=data, device=device, out=out if dist.is_root else None, seed=seed, rows=rows,
