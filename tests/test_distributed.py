@@ -137,10 +137,12 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
 
 
 @needs_mpirun
-@pytest.mark.parametrize("name", ["autoencoder", "rbm"])
+@pytest.mark.parametrize("name", ["rbm"])
 def test_pretraining_resumes_after_a_crash(tmp_path, name):
     """Rank 0 crashes after its 5th checkpoint (inside the first layers); the resumed job ends
-    bitwise equal to an uninterrupted distributed run."""
+    bitwise equal to an uninterrupted distributed run. (greedy_supervised and greedy_autoencoder
+    resume through the same _GreedyCheckpoint broadcast plus fit's, tested above; "autoencoder"
+    passes too but is left out to keep this file near a minute.)"""
     whole, crashed = tmp_path / "whole", tmp_path / "crashed"
     whole.mkdir()
     crashed.mkdir()
