@@ -64,6 +64,15 @@ def _seed(seed):
     return integer("seed", seed, low=0)
 
 
+def _distributed(comm):
+    """layerwise.distributed.Distributed of ``comm`` (None stays None)."""
+    if comm is None:
+        return None
+    from . import distributed
+
+    return distributed.wrap(comm)
+
+
 def _sub_seed(rng):
     """A seed for a counter-based sampler, drawn from the run's Generator (deterministic)."""
     return int(rng.integers(0, 2**62))
@@ -81,7 +90,7 @@ class _GreedyCheckpoint:
     start (so the layer's modules are constructed exactly as before) and lets the inner
     loop continue from its section."""
 
-    def __init__(self, kind, sizes, path, every, resume):
+    def __init__(self, kind, sizes, path, every, resume, dist=None):
         from . import checkpoint as ckpt
 
         self.kind, self.sizes, self.path = kind, list(sizes), path
@@ -89,8 +98,12 @@ class _GreedyCheckpoint:
         if resume and path is None:
             raise ValueError("resume: needs checkpoint=PATH to resume from")
         self.arrays, self.meta, self.inner = {}, None, {}
-        if resume and ckpt.exists(path):
-            arrays, meta = ckpt.read(path)
+        self.writes = dist is None or dist.is_root  # distributed: the ranks are identical, rank 0 writes
+        saved = ckpt.read(path) if resume and self.writes and ckpt.exists(path) else None
+        if dist is not None and resume:  # rank 0's file, on every rank
+            saved = dist.broadcast_object(saved)
+        if saved is not None:
+            arrays, meta = saved
             outer = meta.get("outer")
             if outer is None or outer.get("kind") != kind or outer.get("sizes") != self.sizes:
                 raise ValueError(f"checkpoint: {path} is not a checkpoint of greedy_{kind} with sizes {self.sizes}")
@@ -131,7 +144,7 @@ class _GreedyCheckpoint:
     def write(self, outer, inner_arrays=None, inner_meta=None):
         from . import checkpoint as ckpt
 
-        if self.path is None:
+        if self.path is None or not self.writes:
             return
         arrays = dict(outer[0])
         arrays.update(inner_arrays or {})
@@ -149,7 +162,8 @@ def _history_records(histories):
 # ---- idea #2: greedy supervised -------------------------------------------------------------
 def greedy_supervised(sizes, X, y, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32,
                       weight_decay=0.0, activation="sigmoid", init="uniform", seed=0, dtype="float32",
-                      device="cpu", progress=None, checkpoint=None, checkpoint_every="epoch", resume=False):
+                      device="cpu", progress=None, checkpoint=None, checkpoint_every="epoch", resume=False,
+                      comm=None):
     """Greedy supervised layer-wise training (idea #2).
 
     For hidden layer i = 1..L: a new Linear(sizes[i-1], sizes[i], activation) with a
@@ -162,12 +176,16 @@ def greedy_supervised(sizes, X, y, *, epochs_per_layer=5, lr=0.1, momentum=0.9, 
     layer in progress and the finished layers, so a resumed run continues inside the
     layer where it stopped and ends bitwise equal to an uninterrupted one.
 
+    comm: data-parallel over MPI ranks, as in ``train.fit`` (``batch_size`` is the global
+    batch; every rank passes the same arguments and ends with the same net; rank 0 writes).
+
     Returns (net, info): net = all hidden layers + the *last* temporary output layer
     (already trained on the top codes, so fine-tuning starts from a working
     classifier); info = {"histories": [train.History per layer]}."""
     sizes = _check_sizes(sizes, X)
     seed = _seed(seed)
-    ck = _GreedyCheckpoint("supervised", sizes, checkpoint, checkpoint_every, resume)
+    dist = _distributed(comm)
+    ck = _GreedyCheckpoint("supervised", sizes, checkpoint, checkpoint_every, resume, dist)
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
     hidden, histories, head = [], [], None
@@ -196,7 +214,8 @@ def greedy_supervised(sizes, X, y, *, epochs_per_layer=5, lr=0.1, momentum=0.9, 
         hist = train.fit(Sequential(layer, head), codes, y, loss="softmax_cross_entropy", lr=lr,
                          momentum=momentum, weight_decay=weight_decay, epochs=epochs_per_layer,
                          batch_size=batch_size, seed=_sub_seed(rng), progress=progress,
-                         checkpoint=checkpoint, checkpoint_every=ck.every, resume=resuming, _outer=outer)
+                         checkpoint=checkpoint, checkpoint_every=ck.every, resume=resuming, comm=dist,
+                         _outer=outer)
         histories.append(hist)
         hidden.append(layer)
         codes = layer.forward(codes, train=False)  # the frozen layer's codes: the next layer's data
@@ -238,6 +257,12 @@ class AutoEncoder(Module):
         self._buf = nn._Buffers()
         self._mask = self._xr = None
         self._train = False
+        self._rows = None  # (start, total) of the next batch in a global batch (distributed training)
+
+    def shard_rows(self, start, total):
+        """The next training batch is rows [start, ...) of a global batch of ``total`` rows:
+        its masking noise is the global batch's for those rows (layerwise.distributed)."""
+        self._rows = (int(start), int(total))
 
     def named_children(self):
         return [("encoder", self.encoder)] + ([] if self.tied else [("decoder", self.decoder)])
@@ -252,10 +277,14 @@ class AutoEncoder(Module):
     def forward(self, x, *, train=False):
         n, xp = x.shape[0], array_module(x)
         self._train, self._mask = train, None
+        start, total = self._rows if self._rows is not None else (0, n)
+        self._rows = None
         if train and self.noise > 0:
             mask = self._buf.get(("mask", n), x, x.shape)
-            ops.bernoulli(1.0 - self.noise, seed=self.seed, offset=self.offset, out=mask)
-            self.offset += mask.size
+            # Row r of the global batch uses counters offset + r * width: a rank's slice draws
+            # what one process would, and the counter moves past the whole global batch.
+            ops.bernoulli(1.0 - self.noise, seed=self.seed, offset=self.offset + start * x.shape[1], out=mask)
+            self.offset += total * x.shape[1]
             noisy = self._buf.get(("noisy", n), x, x.shape)
             xp.multiply(x, mask, out=noisy)
             self._mask, x = mask, noisy
@@ -308,7 +337,7 @@ class AutoEncoder(Module):
 def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, batch_size=32, loss="quadratic",
                        tied=False, noise=0.0, weight_decay=0.0, activation="sigmoid", init="uniform", seed=0,
                        dtype="float32", device="cpu", progress=None, checkpoint=None, checkpoint_every="epoch",
-                       resume=False):
+                       resume=False, comm=None):
     """Greedy layer-wise autoencoder pretraining (idea #3), unsupervised.
 
     For hidden layer i: an AutoEncoder(sizes[i-1], sizes[i]) with sigmoid (``activation``)
@@ -319,7 +348,8 @@ def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, ba
     ``tied``: decoder weights W^T; ``noise``: masking-noise fraction (denoising AE).
     The encoder becomes hidden layer i; the decoder is dropped.
 
-    checkpoint, checkpoint_every, resume: as in ``greedy_supervised``.
+    checkpoint, checkpoint_every, resume, comm: as in ``greedy_supervised`` (distributed, the
+    masking noise of each row is the one a single process draws for it).
 
     Returns (net, info): net = the encoders + a fresh output layer
     Linear(sizes[-2], sizes[-1]) (logits); info = {"histories": [History per layer]
@@ -330,7 +360,8 @@ def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, ba
     lname = nn.loss_name(loss)
     if lname not in ("quadratic", "binary_cross_entropy"):
         raise ValueError(f"loss: an autoencoder needs 'quadratic' or 'binary_cross_entropy', got {loss!r}")
-    ck = _GreedyCheckpoint("autoencoder", sizes, checkpoint, checkpoint_every, resume)
+    dist = _distributed(comm)
+    ck = _GreedyCheckpoint("autoencoder", sizes, checkpoint, checkpoint_every, resume, dist)
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
     histories, aes = [], []
@@ -361,7 +392,8 @@ def greedy_autoencoder(sizes, X, *, epochs_per_layer=5, lr=0.1, momentum=0.9, ba
         ae = autoencoder(i - 1, _sub_seed(rng), rng)
         hist = train.fit(ae, codes, codes, loss=lname, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          epochs=epochs_per_layer, batch_size=batch_size, seed=_sub_seed(rng), progress=progress,
-                         checkpoint=checkpoint, checkpoint_every=ck.every, resume=resuming, _outer=outer)
+                         checkpoint=checkpoint, checkpoint_every=ck.every, resume=resuming, comm=dist,
+                         _outer=outer)
         histories.append(hist)
         aes.append(ae)
         codes = ae.encode(codes)
@@ -402,6 +434,12 @@ class RBM(Module):
         self._buf = nn._Buffers()
         self._chain = None  # persistent CD: the fantasy particles' visible states
         self._velocity = [None, None, None]
+        self._rows = None  # (start, total) of the next batch in a global batch (distributed training)
+
+    def shard_rows(self, start, total):
+        """The next ``cd_gradient`` batch is rows [start, ...) of a global batch of ``total``
+        rows: its samples are the global batch's for those rows (layerwise.distributed)."""
+        self._rows = (int(start), int(total))
 
     def local_parameters(self):
         return [self.weight, self.hidden_bias, self.visible_bias]
@@ -419,8 +457,14 @@ class RBM(Module):
 
     def sample(self, p, *, out=None):
         """Bernoulli samples of the probabilities p (advances the counter)."""
-        out = ops.bernoulli(p, seed=self.seed, offset=self.offset, out=out)
-        self.offset += p.size
+        if self._rows is None:
+            out = ops.bernoulli(p, seed=self.seed, offset=self.offset, out=out)
+            self.offset += p.size
+            return out
+        start, total = self._rows  # row r of the global batch uses counters offset + r * width
+        width = p.shape[1]
+        out = ops.bernoulli(p, seed=self.seed, offset=self.offset + start * width, out=out)
+        self.offset += total * width
         return out
 
     def forward(self, x, *, train=False):
@@ -475,6 +519,10 @@ class RBM(Module):
         if n == 0:
             for p in self.parameters():
                 p.grad.fill(0)
+            if self._rows is not None:  # an empty slice of a global batch: skip the batch's draws
+                draws = self.n_hidden + k * (self.n_visible if sample_visible else 0) + (k - 1) * self.n_hidden
+                self.offset += self._rows[1] * draws
+                self._rows = None
             return 0.0
         ph0 = self.hidden_probs(v0, out=B.get(("ph0", n), v0, (n, self.n_hidden)))
         h = B.get(("h", n), v0, (n, self.n_hidden))
@@ -511,6 +559,7 @@ class RBM(Module):
         xp.subtract(v.sum(axis=0), v0.sum(axis=0), out=b.grad)
         for p in (W, c, b):
             p.grad *= 1.0 / n
+        self._rows = None
         return recon
 
     def cd_step(self, v0, *, lr, k=1, momentum=0.0, weight_decay=0.0, persistent=False,
@@ -519,6 +568,11 @@ class RBM(Module):
         batch's reconstruction error (see ``cd_gradient``). ``weight_decay`` (L2) applies
         to the weights only, as is customary, not to the biases."""
         recon = self.cd_gradient(v0, k=k, persistent=persistent, sample_visible=sample_visible)
+        self.apply_gradient(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return recon
+
+    def apply_gradient(self, *, lr, momentum=0.0, weight_decay=0.0):
+        """The SGD update of ``cd_step`` from the parameters' current ``.grad``."""
         for i, p in enumerate(self.parameters()):
             vel = None
             if momentum:
@@ -527,7 +581,6 @@ class RBM(Module):
                     vel = self._velocity[i] = array_module(p.data).zeros_like(p.data)
             ops.sgd_update(p.data, p.grad, lr=lr, momentum=momentum, velocity=vel,
                            weight_decay=weight_decay if i == 0 else 0.0)
-        return recon
 
     def to(self, device):
         super().to(device)
@@ -543,7 +596,7 @@ class RBM(Module):
 def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_momentum=None, momentum_switch=5,
                batch_size=32, k=1, persistent=False, sample_visible=True, weight_decay=2e-4, seed=0,
                dtype="float32", device="cpu", init="uniform", progress=None, checkpoint=None,
-               checkpoint_every="epoch", resume=False):
+               checkpoint_every="epoch", resume=False, comm=None):
     """Greedy layer-wise RBM pretraining: a deep belief net whose weights start a sigmoid net.
 
     For hidden layer i: an RBM(sizes[i-1], sizes[i]) is trained with CD-k
@@ -559,6 +612,11 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
 
     checkpoint, checkpoint_every, resume: as in ``greedy_supervised``; the RBM's momentum
     buffers, persistent chain, sampler counter and the epoch's shuffle are saved too.
+
+    comm: data-parallel over MPI ranks, as in ``train.fit``: each rank takes its slice of
+    every global batch (with the Gibbs samples one process would draw for those rows) and
+    the CD gradients are allreduced. With ``persistent=True`` each rank keeps the chains
+    of its own rows, so PCD follows one process only while every batch has the same size.
 
     Returns (net, info): net = Linear(sizes[i-1], sizes[i], sigmoid) layers with the
     RBMs' weights W and hidden biases c, + a fresh output layer Linear(sizes[-2],
@@ -578,7 +636,8 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
         raise ValueError(f"final_momentum: expected a value in [0, 1) or None, got {final_momentum!r}")
     if isinstance(momentum_switch, bool) or not isinstance(momentum_switch, (int, np.integer)) or momentum_switch < 0:
         raise ValueError(f"momentum_switch: expected a non-negative integer epoch, got {momentum_switch!r}")
-    ck = _GreedyCheckpoint("rbm", sizes, checkpoint, checkpoint_every, resume)
+    dist = _distributed(comm)
+    ck = _GreedyCheckpoint("rbm", sizes, checkpoint, checkpoint_every, resume, dist)
     rng = np.random.default_rng(seed)
     codes = _as_data(X, dtype, device)
     xp = array_module(codes)
@@ -604,7 +663,8 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
     head = None
     if ck.finished:
         head = ck.saved_params(Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=0), "head")
-    bar = train._progress_bar(progress, (len(sizes) - 2) * epochs_per_layer, desc="RBM pretraining")
+    bar = train._progress_bar(progress if ck.writes else False, (len(sizes) - 2) * epochs_per_layer,
+                              desc="RBM pretraining")
     if bar is not None:
         bar.update(len(rbms) * epochs_per_layer)
     try:
@@ -619,21 +679,30 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
             errs, start_epoch, start_pos, perm, batches = [], 0, 0, None, 0
             if resuming:
                 errs, start_epoch, start_pos, perm, batches = _load_rbm_state(rbm, rng, ck, n, batch_size)
+            grads = None
+            if dist is not None:  # distributed: rank 0's RBM, gradients in one flat buffer
+                grads = dist.flat_gradients(rbm.parameters())
+                dist.broadcast_parameters(rbm.parameters())
             for epoch in range(start_epoch, epochs_per_layer):
                 mom = momentum if final_momentum is None or epoch < momentum_switch else final_momentum
                 if epoch != start_epoch or perm is None:
                     perm, start_pos = rng.permutation(n), 0
                 xp.take(codes, xp.asarray(perm) if xp is not np else perm, axis=0, out=shuffled)
                 for s in range(start_pos, n, batch_size):
-                    rbm.cd_step(shuffled[s:s + batch_size], lr=lr, k=k, momentum=mom,
-                                weight_decay=weight_decay, persistent=persistent,
-                                sample_visible=sample_visible)
+                    step = dict(k=k, persistent=persistent, sample_visible=sample_visible)
+                    if dist is None:
+                        rbm.cd_step(shuffled[s:s + batch_size], lr=lr, momentum=mom, weight_decay=weight_decay,
+                                    **step)
+                    else:  # this rank's slice, the allreduce of the CD gradient, the same update everywhere
+                        _distributed_cd_gradient(dist, rbm, shuffled[s:s + batch_size], grads, **step)
+                        rbm.apply_gradient(lr=lr, momentum=mom, weight_decay=weight_decay)
                     batches += 1
                     if ck.path is not None and ck.every != "epoch" and batches % ck.every == 0 \
                             and s + batch_size < n:
                         ck.write(outer, *_rbm_state(rbm, rng, errs, epoch, s + batch_size, perm, batches, n,
                                                     batch_size))
-                errs.append(rbm.reconstruction_error(codes))
+                errs.append(rbm.reconstruction_error(codes) if dist is None
+                            else _distributed_reconstruction_error(dist, rbm, codes))
                 if ck.path is not None and epoch + 1 < epochs_per_layer:
                     ck.write(outer, *_rbm_state(rbm, rng, errs, epoch + 1, 0, None, batches, n, batch_size))
                 if bar is not None:
@@ -646,6 +715,10 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
             Linear(sizes[i - 1], sizes[i], activation="sigmoid", dtype=dtype, device=device, rng=rng)
             layers.append(linear_of(rbm))
             codes = rbm.hidden_probs(codes)
+    except BaseException as e:
+        if dist is not None:  # distributed: one rank's failure aborts the job instead of hanging the others
+            dist.abort_with(e)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -653,6 +726,28 @@ def greedy_rbm(sizes, X, *, epochs_per_layer=5, lr=0.05, momentum=0.5, final_mom
         head = Linear(sizes[-2], sizes[-1], init=init, dtype=dtype, device=device, rng=rng)
         ck.write(ck.outer(len(sizes) - 1, rng, rbms, records(), extra={"head": head}, finished=True))
     return Sequential(*layers, head), {"rbms": rbms, "reconstruction_error": recons}
+
+
+# ---- distributed RBM training (comm=): the parts that talk to the other ranks ---------------------
+def _distributed_cd_gradient(dist, rbm, batch, grads, **step):
+    """The CD gradient of the global ``batch`` on every rank: this rank's slice, then the allreduce."""
+    from .distributed import shard_bounds
+
+    rows = batch.shape[0]
+    lo, hi = shard_bounds(rows, dist.rank, dist.size)
+    rbm.shard_rows(lo, rows)
+    rbm.cd_gradient(batch[lo:hi], **step)
+    dist.allreduce_gradients(grads, hi - lo, rows)
+
+
+def _distributed_reconstruction_error(dist, rbm, codes):
+    """``rbm.reconstruction_error(codes)``, each rank computing its slice of the rows."""
+    from .distributed import shard_bounds
+
+    n = codes.shape[0]
+    lo, hi = shard_bounds(n, dist.rank, dist.size)
+    total = dist.allreduce_sum([rbm.reconstruction_error(codes[lo:hi]) * (hi - lo)])[0]
+    return float(total) / n if n else 0.0
 
 
 def _rbm_state(rbm, rng, errs, epoch, position, perm, batches, n, batch_size):

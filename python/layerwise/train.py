@@ -130,7 +130,8 @@ def _plain(obj):
 def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
         seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
-        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, _outer=None) -> History:
+        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, comm=None,
+        _outer=None) -> History:
     """Trains ``net`` with minibatch SGD on (X, y); returns a History.
 
     loss: "softmax_cross_entropy" (net outputs logits, y class labels), "quadratic"/"mse"
@@ -168,6 +169,15 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
         sign(dJ/dx)) (Goodfellow et al. 2015), the adversarial batch made inside each step
         (layerwise.adversarial.adversarial_objective); train_loss/train_error describe the
         clean batches.
+
+    comm: data-parallel training over MPI ranks (an mpi4py communicator such as
+        MPI.COMM_WORLD, or a layerwise.distributed.Distributed). Every rank passes the same
+        arguments and data; ``batch_size`` is the global batch and each rank computes the
+        gradient of its contiguous slice of it; rank 0's initial weights are broadcast and
+        the gradients allreduced, so the ranks end bitwise identical and follow one process
+        with the same batch_size up to the order of the floating-point sums. History,
+        validation and early stopping are the same on every rank; only rank 0 writes the
+        checkpoint; an exception on one rank aborts the job (docs/distributed.md).
 
     Failures: a NaN or infinite training loss raises TrainingDiverged (epoch, batch, and the
     net left at its last finite weights). KeyboardInterrupt is re-raised after restoring the
@@ -237,13 +247,22 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
         opt = optimizer
     if checkpoint is not None:
         ckpt.optimizer_state(opt)  # an optimizer that cannot be saved fails now, not at the first checkpoint
+    # ---- distributed (comm=): rank 0's weights everywhere, gradients in one flat buffer ----
+    dist = grads = step_sums = None
+    if comm is not None:
+        from . import distributed
+
+        dist = distributed.wrap(comm)
+        grads = dist.flat_gradients(params)  # every p.grad is a view of it: backward fills it in place
+        step_sums = np.zeros(2)  # (loss sum, wrong count) of the global batch, allreduced with the gradients
+        dist.broadcast_parameters(params)
 
     xp = array_module(X)
     n = X.shape[0]
     rng = np.random.default_rng(seed)
     # optim.SGD can run backward and update as one sweep (fused kernels, no gradient
     # arrays): same parameters after each step, less memory traffic.
-    fused = isinstance(opt, optim.SGD) and hasattr(net, "backward_sgd")
+    fused = isinstance(opt, optim.SGD) and hasattr(net, "backward_sgd") and dist is None  # distributed: unfused
     hist = History(error_unit="percent" if labels else "loss")
     # Shuffle into these once per epoch, then take contiguous slices: one gather per epoch
     # instead of one per batch, and every batch is a view the kernels accept as is.
@@ -255,7 +274,10 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
 
     # Where training starts: the beginning, or a checkpoint's epoch and batch.
     start_epoch, start_pos, perm, total_loss, wrong, batches = 0, 0, None, 0.0, 0, 0
-    saved = ckpt.read(checkpoint) if resume and ckpt.exists(checkpoint) else None
+    reads = dist is None or dist.is_root
+    saved = ckpt.read(checkpoint) if resume and reads and ckpt.exists(checkpoint) else None
+    if dist is not None and resume:  # rank 0's file on every rank (no shared file system needed)
+        saved = dist.broadcast_object(saved)
     if saved is not None and saved[1].get("fit") is not None:
         arrays, f = saved[0], saved[1]["fit"]
         if (f["n"], f["batch_size"]) != (n, batch_size):
@@ -294,11 +316,12 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
         if _outer is not None:
             arrays.update(_outer[0])
             meta["outer"] = _outer[1]
-        ckpt.write(checkpoint, arrays, meta)
+        if dist is None or dist.is_root:  # distributed: the ranks are identical, rank 0 writes
+            ckpt.write(checkpoint, arrays, meta)
 
     # One bar over all samples of all epochs: an epoch of a big net can take minutes, so the
     # bar advances per batch (tqdm redraws at most ~10 times a second; updates are cheap).
-    bar = _progress_bar(progress, epochs * n, unit="sample")
+    bar = _progress_bar(progress if dist is None or dist.is_root else False, epochs * n, unit="sample")
     if bar is not None and start_epoch:
         bar.update(min(start_epoch * n + start_pos, epochs * n))
     last_good = None
@@ -314,8 +337,12 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
             last_good = _copy_params(params)  # finite: checked at the end of the previous epoch
             for s in range(start_pos, n, batch_size):
                 xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
-                out = net.forward(xb, train=True)
-                value, dout = loss_fn(out, yb)
+                if dist is not None:  # forward, backward and the gradient allreduce; opt.step below
+                    value, nwrong = _distributed_gradients(dist, net, loss_fn, xb, yb, grads, step_sums,
+                                                           labels, at_zero)
+                else:
+                    out = net.forward(xb, train=True)
+                    value, dout = loss_fn(out, yb)
                 if not math.isfinite(float(value)):
                     kept = _all_finite(params)
                     if not kept:
@@ -326,7 +353,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
                         f"{s // batch_size} (lr {float(lr_t):g}); the net keeps {where}. "
                         f"Lower the learning rate, or check the data", epoch=epoch, batch=s // batch_size,
                         loss=float(value), history=hist)
-                if fused:
+                if dist is not None:
+                    opt.step()
+                elif fused:
                     opt.backward_step(net, dout)
                 else:
                     net.backward(dout, input_grad=False)
@@ -334,7 +363,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
                 if max_norm is not None:
                     _apply_max_norm(max_norm_layers, max_norm)
                 total_loss += value * xb.shape[0]
-                if labels:
+                if dist is not None:
+                    wrong += nwrong
+                elif labels:
                     wrong += _count_wrong(out, yb, at_zero)
                 batches += 1
                 if bar is not None:
@@ -358,7 +389,10 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
                 hist.grad_norms.append(gradient_norms(net, diag[0], diag[1], loss=loss_fn))
             stop = False
             if have_val:
-                err = _evaluate(net, X_val, y_val, loss_fn, labels, 1024)[1]
+                if dist is not None:  # each rank evaluates a slice; the sums make one answer everywhere
+                    err = _distributed_evaluate(dist, net, X_val, y_val, loss_fn, labels)
+                else:
+                    err = _evaluate(net, X_val, y_val, loss_fn, labels, 1024)[1]
                 hist.valid_error.append(err)
                 if best_err is None or err < best_err:
                     best_err, hist.best_epoch, since_best = err, epoch, 0
@@ -383,6 +417,14 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
         if best_params is not None:  # the weights moved on since the best epoch (maybe mid-epoch)
             _restore(params, best_params)
         e.history = hist
+        if dist is not None:  # distributed: the other ranks would wait forever in the next allreduce
+            dist.abort_with(e)
+        raise
+    except Exception as e:
+        # Distributed: an exception on one rank aborts the job instead of hanging the others;
+        # TrainingDiverged is raised on every rank at once (from allreduced values): it propagates.
+        if dist is not None and not isinstance(e, TrainingDiverged):
+            dist.abort_with(e)
         raise
     finally:
         if bar is not None:
@@ -392,6 +434,40 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
     if checkpoint is not None:
         save(hist.epochs, 0, None, 0.0, 0, finished=True)
     return hist
+
+
+# ---- distributed (comm=): the parts of a step and of validation that talk to the other ranks ----
+def _distributed_gradients(dist, net, loss_fn, xb, yb, grads, step_sums, labels, at_zero):
+    """This rank's slice of the global batch (xb, yb): forward, loss, backward into the flat
+    buffer ``grads``, then the allreduce that leaves the global-batch mean gradient in it on
+    every rank. Returns (global mean loss, global wrong count), the same on every rank."""
+    from .distributed import shard_bounds, shard_modules
+
+    rows = xb.shape[0]
+    lo, hi = shard_bounds(rows, dist.rank, dist.size)
+    shard_modules(net, lo, rows)  # counter-based noise draws what one process draws for these rows
+    out = net.forward(xb[lo:hi], train=True)
+    value, dout = loss_fn(out, yb[lo:hi])
+    step_sums[0] = float(value) * (hi - lo)
+    step_sums[1] = int(_count_wrong(out, yb[lo:hi], at_zero)) if labels and hi > lo else 0
+    if dist.buckets:
+        dist.backward_allreduce(net, dout, grads, hi - lo, rows, sums=step_sums)
+    else:
+        net.backward(dout, input_grad=False)  # an empty slice leaves zeros: it adds nothing
+        dist.allreduce_gradients(grads, hi - lo, rows, sums=step_sums)
+    return step_sums[0] / rows, int(round(step_sums[1]))
+
+
+def _distributed_evaluate(dist, net, X, y, loss_fn, labels):
+    """``_evaluate``'s error over all of (X, y), each rank evaluating its slice of the rows."""
+    from .distributed import shard_bounds
+
+    n = X.shape[0]
+    lo, hi = shard_bounds(n, dist.rank, dist.size)
+    total, wrong = _evaluate_sums(net, X[lo:hi], y[lo:hi], loss_fn, labels, 1024)
+    total, wrong = dist.allreduce_sum([total, wrong])
+    mean = total / n if n else 0.0
+    return 100.0 * float(wrong) / n if labels and n else float(mean)
 
 
 def _progress_bar(progress, total, *, unit="epoch", desc="training"):
@@ -406,18 +482,24 @@ def _progress_bar(progress, total, *, unit="epoch", desc="training"):
 
 
 # ---- evaluation ------------------------------------------------------------------------------
-def _evaluate(net, X, y, loss_fn, labels, batch_size):
-    """(mean loss, error) on prepared arrays; error in percent for labels, else the mean loss."""
-    n = X.shape[0]
-    if n == 0:
-        return 0.0, 0.0
+def _evaluate_sums(net, X, y, loss_fn, labels, batch_size):
+    """(sum of the loss over the rows, misclassified rows) on prepared arrays."""
     total, wrong = 0.0, 0
-    for s in range(0, n, batch_size):
+    for s in range(0, X.shape[0], batch_size):
         xb, yb = X[s:s + batch_size], y[s:s + batch_size]
         out = net.forward(xb, train=False)
         total += loss_fn(out, yb)[0] * xb.shape[0]
         if labels:
             wrong += _count_wrong(out, yb, _threshold_at_zero(net))
+    return float(total), int(wrong)
+
+
+def _evaluate(net, X, y, loss_fn, labels, batch_size):
+    """(mean loss, error) on prepared arrays; error in percent for labels, else the mean loss."""
+    n = X.shape[0]
+    if n == 0:
+        return 0.0, 0.0
+    total, wrong = _evaluate_sums(net, X, y, loss_fn, labels, batch_size)
     mean = total / n
     return mean, (100.0 * float(wrong) / n if labels else mean)
 

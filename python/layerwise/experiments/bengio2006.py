@@ -293,17 +293,17 @@ def load_data(preset, data=None, *, device: str = "cpu", progress: bool = False)
 
 
 def pretrain(kind: str, sizes, data: Mapping, hp: Mapping, *, seed: int = 0, device: str = "cpu",
-             progress: bool = False, checkpoint=None, checkpoint_every="epoch", resume: bool = False):
+             progress: bool = False, checkpoint=None, checkpoint_every="epoch", resume: bool = False, comm=None):
     """Greedy layer-wise pretraining of the hidden layers with strategy ``kind``
     ("supervised", "autoencoder" or "rbm") and the settings ``hp["pretrain"]``, on
     ``data["X_train"]`` (and its labels for "supervised"). Returns ``(net, info)``: a
     net ready for :func:`finetune` and the per-layer records of layerwise.pretrain.
-    checkpoint / checkpoint_every / resume: as in ``layerwise.pretrain.greedy_*``."""
+    checkpoint / checkpoint_every / resume / comm: as in ``layerwise.pretrain.greedy_*``."""
     from .. import pretrain as lw_pretrain
 
     kw = dict(hp["pretrain"])
     kw.update(seed=seed, device=device, progress=progress, init=hp["init"], checkpoint=checkpoint,
-              checkpoint_every=checkpoint_every, resume=resume)
+              checkpoint_every=checkpoint_every, resume=resume, comm=comm)
     X, y = data["X_train"], data["y_train"]
     if kind == "supervised":
         return lw_pretrain.greedy_supervised(sizes, X, y, **kw)
@@ -332,13 +332,13 @@ def _with_dropout(net, hp: Mapping, seed: int):
 
 
 def finetune(net, data: Mapping, hp: Mapping, *, seed: int = 0, progress: bool = False, checkpoint=None,
-             checkpoint_every="epoch", resume: bool = False):
+             checkpoint_every="epoch", resume: bool = False, comm=None):
     """Fine-tunes ``net`` on the training split with backprop (``hp``: lr, momentum,
     weight_decay, batch_size, max_epochs, patience, lr_decay; optional dropout_input,
     dropout_hidden, max_norm), early-stopped on the validation split (the best epoch's
     weights are restored). Returns ``(net, history)``: the net that was trained (``net``
     itself, or ``net``'s layers with Dropout inserted when the row uses dropout) and
-    its train.History. checkpoint / checkpoint_every / resume: as in ``train.fit``."""
+    its train.History. checkpoint / checkpoint_every / resume / comm: as in ``train.fit``."""
     from .. import optim, train
 
     net = _with_dropout(net, hp, seed)
@@ -350,6 +350,7 @@ def finetune(net, data: Mapping, hp: Mapping, *, seed: int = 0, progress: bool =
         epochs=hp["max_epochs"], batch_size=hp["batch_size"],
         X_val=data["X_valid"], y_val=data["y_valid"], patience=hp["patience"], max_norm=hp.get("max_norm"),
         seed=seed, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        comm=comm,
     )
     return net, history
 
@@ -402,14 +403,15 @@ def _gradient_norms(net, data: Mapping, preset: Preset) -> List[float]:
 
 
 def train_row(preset, name: str, data: Mapping, *, seed: int = 0, device: str = "cpu", progress: bool = False,
-              checkpoints=None, checkpoint_every="epoch", resume: bool = False):
+              checkpoints=None, checkpoint_every="epoch", resume: bool = False, comm=None):
     """Trains one row (pretraining, then fine-tuning) and evaluates it.
 
     ``checkpoints``: a directory for the row's two checkpoint files (None: none);
     resume=True continues from them. Returns ``(row, net, gradient_norms)``: the
     results.json record, the trained net, and the per-layer gradient norms right after
     pretraining (None for rows without pretraining). ``seconds`` in the record counts
-    this call only (a resumed row reports the time since it was resumed)."""
+    this call only (a resumed row reports the time since it was resumed). comm: train
+    data-parallel over MPI ranks (layerwise.distributed; every rank gets the same result)."""
     from .. import nn
 
     p = _preset(preset)
@@ -424,7 +426,7 @@ def train_row(preset, name: str, data: Mapping, *, seed: int = 0, device: str = 
     else:
         net, info = pretrain(kind, sizes, data, hp, seed=seed, device=device, progress=progress,
                              checkpoint=ck / f"{name}-pretrain.ckpt" if ck else None,
-                             checkpoint_every=checkpoint_every, resume=resume)
+                             checkpoint_every=checkpoint_every, resume=resume, comm=comm)
         pre_seconds = time.perf_counter() - t0
         # The diagnostic is not part of training: its time is left out of the row's.
         td, cd = time.perf_counter(), time.process_time()
@@ -433,7 +435,7 @@ def train_row(preset, name: str, data: Mapping, *, seed: int = 0, device: str = 
         c0 += time.process_time() - cd
     net, history = finetune(net, data, hp, seed=seed, progress=progress,
                             checkpoint=ck / f"{name}-finetune.ckpt" if ck else None,
-                            checkpoint_every=checkpoint_every, resume=resume)
+                            checkpoint_every=checkpoint_every, resume=resume, comm=comm)
     # seconds: wall time of training (pretraining + fine-tuning). cpu_seconds: CPU time of
     # all our threads over the same span -- with other jobs on the machine wall time is
     # inflated by waiting but this is not, so time estimates should start from it.
@@ -551,6 +553,7 @@ def run(
     resume: bool = False,
     checkpoint_every="epoch",
     log: Callable[[str], None] = print,
+    comm=None,
 ) -> dict:
     """Run the experiment; returns the results dict (also written to ``out``/results.json).
 
@@ -564,19 +567,22 @@ def run(
     nothing to resume it starts from the beginning. Without ``resume`` a previous run's
     files in ``out`` are removed first. ``checkpoint_every``: batches between
     checkpoints (or "epoch"). Raises ExperimentError for problems the user must fix.
+    ``comm``: an mpi4py communicator (or layerwise.distributed.Distributed): every row's
+    pretraining and fine-tuning run data-parallel over its ranks, with ``batch_size`` the
+    global batch; only rank 0 logs and writes files (launch with ``mpirun -n N``).
     """
     from .. import ops
 
     if threads is None:
         return _run(preset, data=data, device=device, out=out, seed=seed, rows=rows, progress=progress,
-                    plots=plots, resume=resume, checkpoint_every=checkpoint_every, log=log)
+                    plots=plots, resume=resume, checkpoint_every=checkpoint_every, log=log, comm=comm)
     # The thread count is process-wide: restore it, so that a caller's (or a test
     # session's) other work is unaffected.
     before = ops.get_num_threads()
     ops.set_num_threads(threads)
     try:
         return _run(preset, data=data, device=device, out=out, seed=seed, rows=rows, progress=progress,
-                    plots=plots, resume=resume, checkpoint_every=checkpoint_every, log=log)
+                    plots=plots, resume=resume, checkpoint_every=checkpoint_every, log=log, comm=comm)
     finally:
         ops.set_num_threads(before)
 
@@ -619,7 +625,37 @@ def _previous_run(outdir: Optional[_OutDir], resume: bool, key: dict) -> Optiona
     return prev
 
 
-def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, checkpoint_every, log) -> dict:
+def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, checkpoint_every, log, comm=None) -> dict:
+    if comm is None:
+        return _run_rows(preset, data=data, device=device, out=out, seed=seed, rows=rows, progress=progress,
+                         plots=plots, resume=resume, checkpoint_every=checkpoint_every, log=log)
+    # ---- distributed: rank 0 checks --out and reads what a resumed run kept, every rank learns
+    # the outcome (so a user error is the same one-line error everywhere), then trains together.
+    from .. import distributed
+
+    dist = distributed.wrap(comm)
+    check = None
+    if dist.is_root and out is not None:
+        try:
+            _previous_run(_OutDir(out), resume, _run_key(_preset(preset), _row_names(rows), seed, device))
+        except ExperimentError as e:
+            check = str(e)
+    check = dist.broadcast_object(check)
+    if check is not None:
+        if not dist.is_root:
+            raise SystemExit(2)  # the same exit status everywhere, but one error line (rank 0's)
+        raise ExperimentError(check)
+    with dist.guard():  # a failure on one rank aborts the job instead of hanging the others
+        return _run_rows(preset, data=data, device=device, out=out if dist.is_root else None, seed=seed, rows=rows,
+                         progress=progress if dist.is_root else False, plots=plots, resume=resume,
+                         checkpoint_every=checkpoint_every, log=log if dist.is_root else (lambda _: None),
+                         dist=dist, shared_out=out)
+
+
+def _run_rows(preset, *, data, device, out, seed, rows, progress, plots, resume, checkpoint_every, log, dist=None,
+              shared_out=None) -> dict:
+    """The experiment in one process, or on one rank of ``dist`` (``out`` is None on the ranks
+    that do not write; ``shared_out`` is rank 0's --out, for the checkpoint paths)."""
     from .. import checkpoint as ckpt
     from .. import nn
     from ..checks import integer
@@ -645,6 +681,8 @@ def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, chec
         log(f"[bengio2006] resuming in {outdir.path}: {len(finished)} finished row(s) kept")
     elif outdir is not None:
         outdir.clear()
+    if dist is not None:  # distributed: every rank skips the rows rank 0 found finished
+        finished = dist.broadcast_object(finished)
     log(f"[bengio2006] preset {p.name!r}: {p.description}")
     log(f"[bengio2006] MNIST from {mn.source}: train {len(data_['y_train'])}, valid {len(data_['y_valid'])}, "
         f"test {len(data_['y_test'])}; device {device}")
@@ -663,18 +701,22 @@ def _run(preset, *, data, device, out, seed, rows, progress, plots, resume, chec
     filters: Dict[str, np.ndarray] = {}
     for name in names:
         if name in finished:
-            filters[name] = _first_layer_weights(nn.load(str(outdir.net_path(name))))
+            if outdir is not None:  # (distributed: the other ranks draw no figures)
+                filters[name] = _first_layer_weights(nn.load(str(outdir.net_path(name))))
             log(f"[bengio2006] {name}: finished in the previous run (test {finished[name]['test_error']:.2f}%)")
             continue
         log(f"[bengio2006] {name}: {'-'.join(map(str, architecture(p, name)))}")
+        checkpoints = outdir.row_checkpoints() if outdir is not None else None
+        if dist is not None and shared_out is not None:  # rank 0 writes them; the others need the paths
+            checkpoints = _OutDir(shared_out).checkpoints
         row, net, grads = train_row(p, name, data_, seed=seed, device=device, progress=progress,
-                                    checkpoints=outdir.row_checkpoints() if outdir is not None else None,
-                                    checkpoint_every=checkpoint_every, resume=resume)
+                                    checkpoints=checkpoints, checkpoint_every=checkpoint_every, resume=resume,
+                                    comm=dist)
         if grads is not None:
             grad_norms[f"after {row['hyperparameters']['pretraining']} pretraining"] = grads
         finished[name] = row
         filters[name] = _first_layer_weights(net)
-        if outdir is not None:
+        if outdir is not None:  # (distributed: rank 0 only)
             outdir.save_net(name, net)
             outdir.write(doc(False))
             outdir.drop_row_checkpoints(name)
@@ -762,14 +804,25 @@ def configure_parser(b: argparse.ArgumentParser) -> None:
     b.add_argument("--no-progress", action="store_true",
                    help="no progress bars (by default they are drawn when stderr is a terminal)")
     b.add_argument("--no-plots", action="store_true", help="do not draw the figures")
+    b.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (mpirun -n N layerwise bengio2006 --distributed; "
+                        "needs mpi4py: pip install 'layerwise[mpi]'); rank 0 prints and writes")
 
 
 def main(args: argparse.Namespace) -> int:
     """``layerwise bengio2006``: runs :func:`run` from parsed arguments."""
     out = args.out if args.out is not None else f"results/bengio2006-{args.preset}"
+    comm = None
+    if getattr(args, "distributed", False):
+        from .. import distributed
+
+        if not distributed.mpi_available():
+            raise ExperimentError("--distributed: needs mpi4py and an MPI library (pip install 'layerwise[mpi]'; "
+                                  "apt-get install openmpi-bin libopenmpi-dev)")
+        comm = distributed.world()
     run(args.preset, data=args.data, device=args.device, out=out, seed=args.seed, rows=args.rows,
         progress=False if args.no_progress else None, plots=not args.no_plots, threads=args.threads,
-        resume=args.resume, checkpoint_every=args.checkpoint_every)
+        resume=args.resume, checkpoint_every=args.checkpoint_every, comm=comm)
     return 0
 
 
