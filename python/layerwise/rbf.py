@@ -83,7 +83,7 @@ class RBF(Module):
         self._x, self._y, self._gamma, self._train = x, y, gamma, train
         return y
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         if self._x is None:
             raise RuntimeError("backward: call forward first")
         n = dy.shape[0]
@@ -91,6 +91,10 @@ class RBF(Module):
         if input_grad and self._train:
             dx = self._buf.get(("dx", n), dy, (n, self.in_features))
         need = ("dx",) if input_grad else ()
+        if not param_grad:
+            if not input_grad:
+                return None
+            return ops.rbf_backward(self._x, self.centers.data, self._gamma, self._y, dy, dx=dx, need=need)[0]
         dx, _, dgamma = ops.rbf_backward(self._x, self.centers.data, self._gamma, self._y, dy, dx=dx,
                                          dcenters=self.centers.grad, dgamma=self.log_gamma.grad, need=need)
         dgamma *= self._gamma  # d/dlog(gamma) = gamma d/dgamma, in place in log_gamma.grad
