@@ -320,3 +320,47 @@ def test_module_input_gradient_only_leaves_parameter_gradients(rng):
     layer.backward(dy)
     for p, g in zip(layer.parameters(), grads):
         np.testing.assert_array_equal(p.grad, g)
+
+
+def test_least_squares_readout_solves_the_logit_regression():
+    from layerwise.rbf import init_readout_least_squares
+    rng = np.random.default_rng(6)
+    X = rng.random((300, 5))
+    y = rng.integers(0, 3, size=300)
+    net = lw.nn.Sequential(RBF(5, 11, gamma=0.7, dtype="float64", rng=0), lw.nn.Linear(11, 3, dtype="float64", rng=1))
+    init_readout_least_squares(net, X, y, confidence=0.8, ridge=0.0, batch_size=64)  # batches: 64 ... 44
+    F = np.hstack([reference(X, net[0].centers.data, net[0].gamma)[0], np.ones((300, 1))])
+    a = np.log(0.8 * 2 / 0.2)
+    T = np.where(np.arange(3)[None, :] == y[:, None], a, 0.0)
+    sol = np.linalg.lstsq(F, T, rcond=None)[0]
+    np.testing.assert_allclose(net[1].weight.data, sol[:-1].T, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(net[1].bias.data, sol[-1], rtol=1e-6, atol=1e-8)
+    # a separable problem is nearly solved before any gradient step
+    centers = rng.random((4, 8))
+    yb = rng.integers(0, 4, size=400)
+    Xb = np.clip(centers[yb] + 0.05 * rng.standard_normal((400, 8)), 0, 1).astype(np.float32)
+    pytest.importorskip("sklearn", reason="k-means initialization needs the rbf extra (scikit-learn)")
+    net = rbf_network(8, 16, 4, X_init=Xb[:300], y_init=yb[:300], seed=0)
+    assert lw.train.error_rate(net, Xb[300:], yb[300:]) < 5.0
+
+
+def test_least_squares_readout_bad_inputs():
+    from layerwise.rbf import init_readout_least_squares
+    X, y = np.random.default_rng(0).random((20, 4)), np.arange(20) % 3
+    net = lw.nn.Sequential(RBF(4, 6, rng=0), lw.nn.Linear(6, 3, rng=0))
+    with pytest.raises(TypeError, match="net"):
+        init_readout_least_squares(RBF(4, 6), X, y)
+    with pytest.raises(ValueError, match="net"):
+        init_readout_least_squares(lw.nn.Sequential(RBF(4, 6, rng=0), lw.nn.Linear(6, 3, activation="sigmoid")), X, y)
+    with pytest.raises(ValueError, match="confidence"):
+        init_readout_least_squares(net, X, y, confidence=1.0)
+    with pytest.raises(ValueError, match="ridge"):
+        init_readout_least_squares(net, X, y, ridge=-1.0)
+    with pytest.raises(ValueError, match="y"):
+        init_readout_least_squares(net, X, y + 1)
+    with pytest.raises(ValueError, match="y"):
+        init_readout_least_squares(net, X, y.astype(float))
+    with pytest.raises(ValueError, match="X, y"):
+        init_readout_least_squares(net, X, y[:5])
+    with pytest.raises(ValueError, match="y_init"):
+        rbf_network(4, 6, 3, y_init=y)
