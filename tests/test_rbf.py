@@ -364,3 +364,22 @@ def test_least_squares_readout_bad_inputs():
         init_readout_least_squares(net, X, y[:5])
     with pytest.raises(ValueError, match="y_init"):
         rbf_network(4, 6, 3, y_init=y)
+
+
+def test_network_exposes_trains_and_saves_the_rbf_parameters(tmp_path):
+    net = rbf_network(5, 4, 3, gamma=0.5, seed=0)
+    assert [n for n, _ in net.named_parameters()] == ["0.centers", "0.log_gamma", "1.weight", "1.bias"]
+    rng = np.random.default_rng(8)
+    X = rng.random((64, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=64)
+    before = [p.data.copy() for p in net[0].parameters()]
+    lw.train.fit(net, X, y, lr=0.5, momentum=0.9, epochs=2, batch_size=16, progress=False)
+    for p, b in zip(net[0].parameters(), before):
+        assert not np.array_equal(p.data, b), p.name  # fit trains centers and widths too
+    path = tmp_path / "rbf.safetensors"
+    lw.nn.save(net, path)
+    back = lw.nn.load(path)
+    for (na, a), (nb, b) in zip(net.named_parameters(), back.named_parameters()):
+        assert na == nb
+        np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(back.forward(X), net.forward(X))

@@ -81,8 +81,12 @@ class RBF(Module):
         """The widths exp(log_gamma) (a fresh array)."""
         return array_module(self.log_gamma.data).exp(self.log_gamma.data)
 
-    def parameters(self):
+    def local_parameters(self):
         return [self.centers, self.log_gamma]
+
+    # No children: the walk reduces to this. (Defining only ``parameters`` hid both from
+    # containers, so ``fit`` on an RBF network never trained them and ``save`` dropped them.)
+    parameters = local_parameters
 
     def forward(self, x, *, train=False):
         out = self._buf.get(("y", x.shape[0]), self.centers.data, (x.shape[0], self.units)) if train else None
