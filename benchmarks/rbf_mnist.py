@@ -68,25 +68,28 @@ def main(argv=None):
         start = lw.train.evaluate(net, d.X_valid, d.y_valid)["error"]
         print(f"least-squares readout: valid {start:.2f} % before fit", flush=True)
     t1 = time.perf_counter()
-    schedule = lw.optim.ExponentialLR(args.lr_decay) if args.lr_decay != 1.0 else None
-    hist = lw.train.fit(net, X, y, lr=args.lr, momentum=args.momentum, schedule=schedule,
-                        batch_size=args.batch_size, epochs=args.epochs, X_val=d.X_valid, y_val=d.y_valid,
-                        patience=args.epochs, seed=args.seed, progress=False,
-                        callback=lambda e, h: print(f"epoch {e}: train {h.train_error[-1]:.2f} % "
-                                                    f"valid {h.valid_error[-1]:.2f} % ({h.seconds[-1]:.0f} s)",
-                                                    flush=True) and False)
+    hist = None
+    if args.epochs > 0:  # 0: the two-stage network as initialized (k-means, least-squares readout)
+        schedule = lw.optim.ExponentialLR(args.lr_decay) if args.lr_decay != 1.0 else None
+        hist = lw.train.fit(net, X, y, lr=args.lr, momentum=args.momentum, schedule=schedule,
+                            batch_size=args.batch_size, epochs=args.epochs, X_val=d.X_valid, y_val=d.y_valid,
+                            patience=args.epochs, seed=args.seed, progress=False,
+                            callback=lambda e, h: print(f"epoch {e}: train {h.train_error[-1]:.2f} % "
+                                                        f"valid {h.valid_error[-1]:.2f} % ({h.seconds[-1]:.0f} s)",
+                                                        flush=True) and False)
     t_fit = time.perf_counter() - t1
     test = lw.train.evaluate(net, d.X_test, d.y_test)
     res = {"units": args.units, "train_images": args.train, "width_scale": args.width_scale, "lr": args.lr,
            "readout": args.readout,
            "momentum": args.momentum, "lr_decay": args.lr_decay, "batch_size": args.batch_size,
-           "epochs": hist.epochs, "best_epoch": hist.best_epoch, "valid_error": hist.valid_error,
-           "train_error": hist.train_error, "test_error": test["error"], "test_loss": test["loss"],
+           "epochs": hist.epochs if hist else 0, "best_epoch": hist.best_epoch if hist else None,
+           "valid_error": hist.valid_error if hist else [lw.train.evaluate(net, d.X_valid, d.y_valid)["error"]],
+           "train_error": hist.train_error if hist else [], "test_error": test["error"], "test_loss": test["loss"],
            "gamma_init_median": float(np.median(gamma)), "gamma_final_median": float(np.median(layer.gamma)),
            "kmeans_seconds": t_kmeans, "init_seconds": t1 - t0, "fit_seconds": t_fit, "threads": args.threads}
     write_json_atomic(args.out, res)
-    print(f"test error {test['error']:.2f} % (best epoch {hist.best_epoch}, valid "
-          f"{min(hist.valid_error):.2f} %), k-means {t_kmeans:.0f} s, fit {t_fit:.0f} s")
+    print(f"test error {test['error']:.2f} % (best epoch {res['best_epoch']}, valid "
+          f"{min(res['valid_error']):.2f} %), k-means {t_kmeans:.0f} s, fit {t_fit:.0f} s")
     return res
 
 
