@@ -269,7 +269,7 @@ def test_robustness_smoke_trains_and_writes_results(tmp_path):
     robustness.add_arguments(parser)
     out = tmp_path / "out"
     args = parser.parse_args(["--preset", "smoke", "--data", str(data), "--out", str(out), "--rows", "shallow",
-                              "--rbf-units", "20", "--no-progress"])
+                              "--rbf-units", "20", "--rbf-epochs", "1", "--no-progress"])
     assert robustness.run(args) == 0
     res = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in res["rows"]]
@@ -277,6 +277,10 @@ def test_robustness_smoke_trains_and_writes_results(tmp_path):
 
     expected = ["shallow", "deep_adversarial"] + (["rbf_network"] if importlib.util.find_spec("sklearn") else [])
     assert names == expected
+    if "rbf_network" in names:
+        rbf_row = res["rows"][-1]["training"]
+        assert rbf_row["units"] == 20 and rbf_row["epochs"] == 1 and "least squares" in rbf_row["readout"]
+        assert 0 <= rbf_row["valid_error_before_sgd"] < 90  # the solved readout already classifies
     for r in res["rows"]:
         assert [a["eps"] for a in r["fgsm"]] == list(robustness.EPS)
         assert r["fgsm"][0]["linf"] == 0 and 0 < r["fgsm"][-1]["linf"] <= 0.25 + 1e-6
@@ -317,3 +321,8 @@ def test_robustness_user_errors_are_one_line(tmp_path, capsys):
     assert robustness.run(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("layerwise robustness: error:") and "\n" not in err
+    args = parser.parse_args(["--preset", "smoke", "--rbf-epochs", "-1", "--out", str(tmp_path / "o"),
+                              "--data", str(tmp_path)])
+    assert robustness.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerwise robustness: error: --rbf-epochs") and "\n" not in err
