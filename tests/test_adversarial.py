@@ -59,6 +59,59 @@ def test_fgsm_follows_the_numeric_input_gradient():
     np.testing.assert_allclose(Xa, np.clip(X + 0.01 * np.sign(g), 0, 1), atol=1e-15)
 
 
+def _full_backward_dx(net, X, y, loss="softmax_cross_entropy"):
+    out = net.forward(X, train=False)
+    _, dout = lw.nn.get_loss(loss)(out, y)
+    return net.backward(dout, input_grad=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_gradient_only_backward_equals_the_full_backward(dtype):
+    rng = np.random.default_rng(4)
+    net = lw.nn.Sequential(lw.nn.Linear(12, 9, activation="sigmoid", dtype=dtype, rng=0), lw.nn.Dropout(0.3),
+                           lw.nn.Linear(9, 7, activation="tanh", dtype=dtype, rng=1), lw.nn.Sigmoid(),
+                           lw.nn.Linear(7, 4, dtype=dtype, rng=2))
+    X = rng.uniform(0, 1, size=(23, 12)).astype(dtype)
+    y = rng.integers(0, 4, size=23).astype(np.int32)
+    full = _full_backward_dx(net, X, y).copy()
+    grads = [p.grad.copy() for p in net.parameters()]
+    for p in net.parameters():
+        p.grad.fill(3.0)
+    out = net.forward(X, train=False)
+    only = net.backward(lw.nn.get_loss("softmax_cross_entropy")(out, y)[1], param_grad=False)
+    np.testing.assert_array_equal(only, full)  # the same products in the same order
+    assert all(np.all(p.grad == 3.0) for p in net.parameters())  # no parameter gradient written
+    # fgsm and fool take that path: the same examples, .grad untouched
+    eps = 0.05
+    np.testing.assert_array_equal(adv.fgsm(net, X, y, eps, batch_size=10),
+                                  np.clip(X + X.dtype.type(eps) * np.sign(full), 0, 1))
+    assert all(np.all(p.grad == 3.0) for p in net.parameters())
+    adv.fool(net, 1, count=3, steps=2, lr=0.01)
+    assert all(np.all(p.grad == 3.0) for p in net.parameters())
+    net.backward(lw.nn.get_loss("softmax_cross_entropy")(net.forward(X), y)[1])
+    for p, g in zip(net.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_modules_without_the_param_grad_keyword_still_work_in_containers():
+    class OldScale(lw.nn.Module):  # a user module written against the old protocol
+        def forward(self, x, *, train=False):
+            return 2.0 * x
+
+        def backward(self, dy, *, input_grad=True):
+            return 2.0 * dy if input_grad else None
+
+    rng = np.random.default_rng(2)
+    net = lw.nn.Sequential(lw.nn.Linear(5, 4, activation="sigmoid", dtype="float64", rng=0), OldScale(),
+                           lw.nn.Linear(4, 3, dtype="float64", rng=1))
+    X, y = rng.uniform(0, 1, size=(6, 5)), np.array([0, 1, 2, 0, 1, 2], dtype=np.int32)
+    full = _full_backward_dx(net, X, y).copy()
+    out = net.forward(X)
+    np.testing.assert_array_equal(
+        lw.nn.backward_of(net, lw.nn.get_loss("softmax_cross_entropy")(out, y)[1], param_grad=False), full)
+    np.testing.assert_array_equal(adv.fgsm(net, X, y, 0.1), np.clip(X + 0.1 * np.sign(full), 0, 1))
+
+
 def test_evaluate_reports_error_confidence_and_distortion(trained):
     net, X, y = trained
     Xt, yt = X[500:], y[500:]
@@ -216,7 +269,7 @@ def test_robustness_smoke_trains_and_writes_results(tmp_path):
     robustness.add_arguments(parser)
     out = tmp_path / "out"
     args = parser.parse_args(["--preset", "smoke", "--data", str(data), "--out", str(out), "--rows", "shallow",
-                              "--rbf-units", "20", "--no-progress"])
+                              "--rbf-units", "20", "--rbf-epochs", "1", "--no-progress"])
     assert robustness.run(args) == 0
     res = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in res["rows"]]
@@ -224,6 +277,10 @@ def test_robustness_smoke_trains_and_writes_results(tmp_path):
 
     expected = ["shallow", "deep_adversarial"] + (["rbf_network"] if importlib.util.find_spec("sklearn") else [])
     assert names == expected
+    if "rbf_network" in names:
+        rbf_row = res["rows"][-1]["training"]
+        assert rbf_row["units"] == 20 and rbf_row["epochs"] == 1 and "least squares" in rbf_row["readout"]
+        assert 0 <= rbf_row["valid_error_before_sgd"] < 90  # the solved readout already classifies
     for r in res["rows"]:
         assert [a["eps"] for a in r["fgsm"]] == list(robustness.EPS)
         assert r["fgsm"][0]["linf"] == 0 and 0 < r["fgsm"][-1]["linf"] <= 0.25 + 1e-6
@@ -264,3 +321,8 @@ def test_robustness_user_errors_are_one_line(tmp_path, capsys):
     assert robustness.run(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("layerwise robustness: error:") and "\n" not in err
+    args = parser.parse_args(["--preset", "smoke", "--rbf-epochs", "-1", "--out", str(tmp_path / "o"),
+                              "--data", str(tmp_path)])
+    assert robustness.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerwise robustness: error: --rbf-epochs") and "\n" not in err

@@ -257,3 +257,129 @@ def test_threaded_passes_match_one_thread(rng):
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
     assert_close(one[0], reference(x, c, g)[0], np.float64, k=50)
+
+
+# ---- the vectorized epilogue under every ISA --------------------------------------------
+# Output widths around the SIMD widths (8 and 16 floats, 4 and 8 doubles), so every
+# masked tail length of the exp epilogue runs; checked in a fresh interpreter per ISA
+# (LAYERWISE_ISA is read once per process).
+EPILOGUE_SHAPES = [(1, 1, 1), (3, 5, 7), (2, 9, 8), (5, 4, 9), (4, 31, 15), (6, 3, 16), (9, 17, 17),
+                   (11, 70, 33), (1, 784, 1000)]
+
+
+def _epilogue_child(isa):
+    assert lw.backend_info()["isa"] == isa, lw.backend_info()["isa"]
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        for n, d, u in EPILOGUE_SHAPES:
+            x, c, g = inputs(rng, n, d, u, dtype)
+            c[0] = x[0]  # a zero distance: the clamp keeps y at most 1 despite cancellation
+            ref = reference(x, c, g)[0]
+            y = ops.rbf_forward(x, c, g)
+            assert_close(y, ref, dtype, k=d, err_msg=f"{isa} {np.dtype(dtype).name} {(n, d, u)}")
+            assert float(y[0, 0]) <= 1.0 and abs(float(y[0, 0]) - 1.0) < (1e-5 if dtype == np.float32 else 1e-12)
+            out = np.full((n, u + 3), np.nan, dtype=dtype)[:, 1:u + 1]  # strided out
+            ops.rbf_forward(x, c, g, out=out)
+            np.testing.assert_array_equal(out, y)
+            # far from every center: exp underflows to 0, never to NaN or a negative value
+            far = ops.rbf_forward(x + dtype(50.0), c, g * dtype(d))
+            assert np.all(far >= 0) and np.all(np.isfinite(far))
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_forward_epilogue_under_each_isa(isa):
+    import os
+    import subprocess
+    import sys
+    from conftest import cpu_has
+    if isa not in lw.backend_info()["isas_compiled"]:
+        pytest.skip(f"{isa} not compiled in")
+    if not cpu_has(isa):
+        pytest.skip(f"CPU lacks {isa}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys; sys.path.insert(0, {here!r}); import test_rbf as t; t._epilogue_child({isa!r})"
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, LAYERWISE_ISA=isa),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{isa}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+def test_module_input_gradient_only_leaves_parameter_gradients(rng):
+    layer = RBF(6, 9, gamma=0.4, dtype="float64", rng=1)
+    x = rng.random((5, 6))
+    dy = rng.standard_normal((5, 9))
+    layer.forward(x, train=True)
+    full = layer.backward(dy).copy()
+    grads = [p.grad.copy() for p in layer.parameters()]
+    for p in layer.parameters():
+        p.grad.fill(7.0)
+    layer.forward(x, train=True)
+    only = layer.backward(dy, param_grad=False)
+    np.testing.assert_array_equal(only, full)
+    assert all(np.all(p.grad == 7.0) for p in layer.parameters())
+    assert layer.backward(dy, input_grad=False, param_grad=False) is None
+    layer.backward(dy)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_least_squares_readout_solves_the_logit_regression():
+    from layerwise.rbf import init_readout_least_squares
+    rng = np.random.default_rng(6)
+    X = rng.random((300, 5))
+    y = rng.integers(0, 3, size=300)
+    net = lw.nn.Sequential(RBF(5, 11, gamma=0.7, dtype="float64", rng=0), lw.nn.Linear(11, 3, dtype="float64", rng=1))
+    init_readout_least_squares(net, X, y, confidence=0.8, ridge=0.0, batch_size=64)  # batches: 64 ... 44
+    F = np.hstack([reference(X, net[0].centers.data, net[0].gamma)[0], np.ones((300, 1))])
+    a = np.log(0.8 * 2 / 0.2)
+    T = np.where(np.arange(3)[None, :] == y[:, None], a, 0.0)
+    sol = np.linalg.lstsq(F, T, rcond=None)[0]
+    np.testing.assert_allclose(net[1].weight.data, sol[:-1].T, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(net[1].bias.data, sol[-1], rtol=1e-6, atol=1e-8)
+    # a separable problem is nearly solved before any gradient step
+    centers = rng.random((4, 8))
+    yb = rng.integers(0, 4, size=400)
+    Xb = np.clip(centers[yb] + 0.05 * rng.standard_normal((400, 8)), 0, 1).astype(np.float32)
+    pytest.importorskip("sklearn", reason="k-means initialization needs the rbf extra (scikit-learn)")
+    net = rbf_network(8, 16, 4, X_init=Xb[:300], y_init=yb[:300], seed=0)
+    assert lw.train.error_rate(net, Xb[300:], yb[300:]) < 5.0
+
+
+def test_least_squares_readout_bad_inputs():
+    from layerwise.rbf import init_readout_least_squares
+    X, y = np.random.default_rng(0).random((20, 4)), np.arange(20) % 3
+    net = lw.nn.Sequential(RBF(4, 6, rng=0), lw.nn.Linear(6, 3, rng=0))
+    with pytest.raises(TypeError, match="net"):
+        init_readout_least_squares(RBF(4, 6), X, y)
+    with pytest.raises(ValueError, match="net"):
+        init_readout_least_squares(lw.nn.Sequential(RBF(4, 6, rng=0), lw.nn.Linear(6, 3, activation="sigmoid")), X, y)
+    with pytest.raises(ValueError, match="confidence"):
+        init_readout_least_squares(net, X, y, confidence=1.0)
+    with pytest.raises(ValueError, match="ridge"):
+        init_readout_least_squares(net, X, y, ridge=-1.0)
+    with pytest.raises(ValueError, match="y"):
+        init_readout_least_squares(net, X, y + 1)
+    with pytest.raises(ValueError, match="y"):
+        init_readout_least_squares(net, X, y.astype(float))
+    with pytest.raises(ValueError, match="X, y"):
+        init_readout_least_squares(net, X, y[:5])
+    with pytest.raises(ValueError, match="y_init"):
+        rbf_network(4, 6, 3, y_init=y)
+
+
+def test_network_exposes_trains_and_saves_the_rbf_parameters(tmp_path):
+    net = rbf_network(5, 4, 3, gamma=0.5, seed=0)
+    assert [n for n, _ in net.named_parameters()] == ["0.centers", "0.log_gamma", "1.weight", "1.bias"]
+    rng = np.random.default_rng(8)
+    X = rng.random((64, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=64)
+    before = [p.data.copy() for p in net[0].parameters()]
+    lw.train.fit(net, X, y, lr=0.5, momentum=0.9, epochs=2, batch_size=16, progress=False)
+    for p, b in zip(net[0].parameters(), before):
+        assert not np.array_equal(p.data, b), p.name  # fit trains centers and widths too
+    path = tmp_path / "rbf.safetensors"
+    lw.nn.save(net, path)
+    back = lw.nn.load(path)
+    for (na, a), (nb, b) in zip(net.named_parameters(), back.named_parameters()):
+        assert na == nb
+        np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(back.forward(X), net.forward(X))

@@ -13,6 +13,18 @@
 
 namespace lw::cpu {
 
+// The RBF forward's epilogue (simd/rbf.h): t (n, units) the cross term -2 x c^T,
+// xn (n) and cn (units) the squared row norms of x and c, gamma (units); all in
+// the dtype's element type. y may be t.
+struct RbfEpilogueArgs {
+  DType dtype;
+  int64_t n, units;
+  const void *t; int64_t ldt;
+  const void *xn, *cn, *gamma;
+  void *y; int64_t ldy;
+  double alpha, beta;
+};
+
 #define LW_DECLARE_ISA_KERNELS(isa)                                                          \
   bool gemm_f32_##isa(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,      \
                       int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,        \
@@ -28,6 +40,7 @@ namespace lw::cpu {
   bool loss_##isa(const LossArgs &a, int nthreads, double *value);                            \
   bool column_sums_##isa(DType dt, const void *dy, int64_t lddy, int64_t n, int64_t out,      \
                          void *db, double alpha, double beta, int nthreads);                 \
+  bool rbf_epilogue_##isa(const RbfEpilogueArgs &a, int nthreads);                         \
   bool bernoulli_##isa(const BernoulliArgs &a, int nthreads);
 
 #ifdef LAYERWISE_HAVE_AVX512

@@ -11,6 +11,7 @@
 
 #include "../common/backend.h"
 #include "gemm.h"
+#include "kernels.h"
 #include "threadpool.h"
 
 namespace lw::cpu {
@@ -121,7 +122,12 @@ void rbf_forward_t(const CpuContext &ctx, const RbfForwardArgs &a) {
   }
   std::vector<double> xn(a.n), cn(a.units);
   distance_terms(x, a.ldx, c, a.ldc, a.n, a.in, a.units, cross, ld, xn.data(), cn.data(), nt);
-  // One pass over the product: add the norms, clamp, exponentiate, blend.
+  // One pass over the product: add the norms, clamp, exponentiate, blend;
+  // vectorized (simd/rbf.h) on the norms in T, else the reference loop below.
+  std::vector<T> xn_t(xn.begin(), xn.end()), cn_t(cn.begin(), cn.end());
+  const RbfEpilogueArgs ea{a.dtype, a.n, a.units, cross, ld, xn_t.data(), cn_t.data(), gamma,
+                           y, a.ldy, a.alpha, a.beta};
+  if (LW_ISA_DISPATCH(rbf_epilogue, ea, nt)) return;
   const double alpha = a.alpha, beta = a.beta;
   const int64_t units = a.units;
   for_rows(a.n, pass_threads(nt, a.n * units), [&](int64_t i) {

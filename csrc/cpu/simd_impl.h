@@ -31,6 +31,7 @@
 #include "simd/softmax.h"
 #include "simd/column_sums.h"
 #include "simd/loss.h"
+#include "simd/rbf.h"
 
 // The extern entry points of one ISA TU, for traits F (float) and D (double).
 #define LW_DEFINE_ISA_ENTRIES(isa, F, D)                                                        \
@@ -79,6 +80,11 @@
     else                                                                                        \
       column_sums<D>(static_cast<const double *>(dy), lddy, n, out, static_cast<double *>(db),  \
                      alpha, beta, nthreads);                                                    \
+    return true;                                                                                \
+  }                                                                                             \
+  bool rbf_epilogue_##isa(const RbfEpilogueArgs &a, int nthreads) {                             \
+    if (a.dtype == DType::F32) rbf_epilogue<F>(a, nthreads);                                    \
+    else rbf_epilogue<D>(a, nthreads);                                                          \
     return true;                                                                                \
   }                                                                                             \
   namespace {

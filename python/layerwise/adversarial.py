@@ -6,7 +6,8 @@ Harnessing Adversarial Examples"): for inputs in [0, 1],
     x' = clip(x + eps * sign(dJ/dx), 0, 1)
 
 where J is the training loss of the true label; dJ/dx comes from the net's own
-backward pass (``backward(..., input_grad=True)``), a whole batch at a time.
+backward pass restricted to the input gradient (``backward(..., param_grad=False)``:
+no weight or bias gradients), a whole batch at a time.
 
     X_adv = fgsm(net, X, y, eps=0.1)
     rows = evaluate(net, X, y, [0, 0.1, 0.25])      # error, confidence, distortion per eps
@@ -15,8 +16,8 @@ backward pass (``backward(..., input_grad=True)``), a whole batch at a time.
 
 Adversarial training minimizes alpha J(x) + (1 - alpha) J(x + eps sign(dJ/dx)),
 the adversarial batch made inside each training step with one extra forward and
-backward pass (``adversarial_loss_step``). Computing dJ/dx runs the full backward,
-so these functions overwrite the parameters' ``.grad``.
+backward pass (``adversarial_loss_step``). ``fgsm``, ``evaluate`` and ``fool`` leave
+the parameters' ``.grad`` untouched; adversarial training overwrites it.
 
 Arrays may be NumPy or CuPy (the net's device); results are on the net's device.
 """
@@ -64,10 +65,10 @@ def _probabilities(net, out):
 
 # ---- input gradients ---------------------------------------------------------------------------
 def _input_gradient(net, xb, yb, loss_fn):
-    """(loss, outputs, dJ/dx) of one batch with the net in evaluation mode."""
+    """(loss, outputs, dJ/dx) of one batch with the net in evaluation mode; no parameter gradients."""
     out = net.forward(xb, train=False)
     value, dout = loss_fn(out, yb)
-    dx = net.backward(dout, input_grad=True)
+    dx = nn.backward_of(net, dout, input_grad=True, param_grad=False)
     return value, out, dx
 
 
@@ -247,7 +248,7 @@ def fool(net, target_class, *, start="noise", count=None, steps=1000, lr=0.01, c
             if step == steps or not below.any():
                 break
             _, dout = loss_fn(out, tb[ix(idx)])
-            dx = net.backward(dout, input_grad=True)
+            dx = nn.backward_of(net, dout, input_grad=True, param_grad=False)
             keep = ix(np.flatnonzero(below))
             # descend the cross entropy = ascend log softmax[target]
             moved = sub[keep] - X.dtype.type(lr) * xp.sign(dx[keep])

@@ -13,6 +13,14 @@ RBF layer costs about what a dense layer of the same shape costs.
     net = rbf_network(784, 1000, 10, X_init=X_train)   # RBF + linear softmax output
     train.fit(net, X_train, y_train, lr=0.1, epochs=10)
 
+The classic two-stage RBF training (unsupervised centers, then the output layer by
+linear least squares) is the starting point ``y_init`` gives:
+``rbf_network(..., X_init=X_train, y_init=y_train)`` also solves the readout in
+closed form (``init_readout_least_squares``), and ``fit`` then trains everything end
+to end. The RBF features are all positive and strongly correlated (every unit sees
+every input through a wide Gaussian), an ill-conditioned problem on which SGD moves
+the readout slowly; the solve does not care.
+
 k-means comes from scikit-learn (the optional extra ``layerwise[rbf]``).
 """
 from __future__ import annotations
@@ -22,7 +30,7 @@ import numpy as np
 from . import nn, ops
 from .nn import Module, Parameter, array_module, to_device
 
-__all__ = ["RBF", "RBFNetwork", "rbf_network", "kmeans_centers"]
+__all__ = ["RBF", "rbf_network", "kmeans_centers", "init_readout_least_squares"]
 
 
 def _positive_int(name, v):
@@ -73,8 +81,12 @@ class RBF(Module):
         """The widths exp(log_gamma) (a fresh array)."""
         return array_module(self.log_gamma.data).exp(self.log_gamma.data)
 
-    def parameters(self):
+    def local_parameters(self):
         return [self.centers, self.log_gamma]
+
+    # No children: the walk reduces to this. (Defining only ``parameters`` hid both from
+    # containers, so ``fit`` on an RBF network never trained them and ``save`` dropped them.)
+    parameters = local_parameters
 
     def forward(self, x, *, train=False):
         out = self._buf.get(("y", x.shape[0]), self.centers.data, (x.shape[0], self.units)) if train else None
@@ -83,7 +95,7 @@ class RBF(Module):
         self._x, self._y, self._gamma, self._train = x, y, gamma, train
         return y
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         if self._x is None:
             raise RuntimeError("backward: call forward first")
         n = dy.shape[0]
@@ -91,6 +103,10 @@ class RBF(Module):
         if input_grad and self._train:
             dx = self._buf.get(("dx", n), dy, (n, self.in_features))
         need = ("dx",) if input_grad else ()
+        if not param_grad:
+            if not input_grad:
+                return None
+            return ops.rbf_backward(self._x, self.centers.data, self._gamma, self._y, dy, dx=dx, need=need)[0]
         dx, _, dgamma = ops.rbf_backward(self._x, self.centers.data, self._gamma, self._y, dy, dx=dx,
                                          dcenters=self.centers.grad, dgamma=self.log_gamma.grad, need=need)
         dgamma *= self._gamma  # d/dlog(gamma) = gamma d/dgamma, in place in log_gamma.grad
@@ -168,19 +184,79 @@ def kmeans_centers(X, k, *, batch_size=1024, max_iter=100, n_init=1, seed=0):
     return centers, spread
 
 
-def rbf_network(in_features, units, classes, *, gamma=1.0, X_init=None, dtype="float32", device="cpu", seed=0,
-                kmeans_kw=None):
+def rbf_network(in_features, units, classes, *, gamma=1.0, X_init=None, y_init=None, dtype="float32",
+                device="cpu", seed=0, kmeans_kw=None, readout_kw=None):
     """An RBF network: ``units`` Gaussian units and a linear output layer with
     ``classes`` logits (for softmax_cross_entropy), all trainable with ``train.fit``.
 
-    With ``X_init`` the centers and widths come from k-means on it (``RBF.init_kmeans``)."""
+    With ``X_init`` the centers and widths come from k-means on it (``RBF.init_kmeans``);
+    with ``y_init`` too (its class labels), the output layer is solved by least squares
+    on the RBF features of ``X_init`` (``init_readout_least_squares``, ``readout_kw``)."""
     rng = np.random.default_rng(seed)
     layer = RBF(in_features, units, gamma=gamma, dtype=dtype, device="cpu", rng=rng)
+    if y_init is not None and X_init is None:
+        raise ValueError("y_init: the least-squares readout needs X_init (the inputs of those labels)")
     if X_init is not None:
         layer.init_kmeans(X_init, seed=seed, **(kmeans_kw or {}))
     out = nn.Linear(units, _positive_int("classes", classes), dtype=dtype, rng=rng)
     net = nn.Sequential(layer, out)
+    if y_init is not None:
+        init_readout_least_squares(net, X_init, y_init, **(readout_kw or {}))
     return net.to(device) if device != "cpu" else net
+
+
+def init_readout_least_squares(net, X, y, *, confidence=0.9, ridge=1e-5, batch_size=4096):
+    """Solves the output layer of ``net`` (a Sequential: RBF layer(s), then a Linear with
+    identity activation) by ridge regression of its logits on the features of X.
+
+    Each sample's target logits are ``a`` for its class and 0 elsewhere, with
+    a = log(confidence (K - 1) / (1 - confidence)): the logits at which the softmax gives
+    the true class probability ``confidence`` (a one-hot 0/1 target would mean
+    near-uniform softmax outputs, which the cross entropy then spends epochs
+    sharpening). The normal equations are accumulated in float64 over batches and
+    solved by ``numpy.linalg.solve`` with ``ridge`` times the mean diagonal added (the
+    features' Gram matrix is close to singular). Returns ``net``."""
+    if not isinstance(net, nn.Sequential) or len(net) < 2 or not isinstance(net[len(net) - 1], nn.Linear):
+        raise TypeError("net: expected a Sequential ending in a Linear output layer (as rbf_network builds)")
+    head = net[len(net) - 1]
+    if head.activation != "identity":
+        raise ValueError("net: the output layer must output logits (identity activation)")
+    if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
+        raise ValueError(f"confidence: expected a probability in (0, 1), got {confidence!r}")
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not np.isfinite(ridge) or ridge < 0:
+        raise ValueError(f"ridge: expected a finite number >= 0, got {ridge!r}")
+    batch_size = _positive_int("batch_size", batch_size)
+    X = np.asarray(to_device(X, "cpu"))
+    labels = np.asarray(to_device(y, "cpu"))
+    if X.ndim != 2 or labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+        raise ValueError(f"X, y: expected (n, features) and (n,) arrays, got shapes {X.shape} and {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError("y: expected integer class labels")
+    k = head.out_features
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"y: class labels must lie in [0, {k})")
+    a = float(np.log(confidence * (k - 1) / (1.0 - confidence))) if k > 1 else 0.0
+    features = nn.Sequential(*[net[i] for i in range(len(net) - 1)])
+    has_bias = head.bias is not None
+    m = head.in_features + has_bias  # the bias as a constant feature
+    gram = np.zeros((m, m))
+    rhs = np.zeros((m, k))
+    device = nn.device_of(head.weight.data)
+    for s in range(0, X.shape[0], batch_size):
+        xb = to_device(np.ascontiguousarray(X[s:s + batch_size], dtype=head.weight.data.dtype), device)
+        f = np.asarray(to_device(features.forward(xb), "cpu"), dtype=np.float64)
+        f1 = np.hstack([f, np.ones((f.shape[0], 1))]) if has_bias else f
+        gram += f1.T @ f1
+        t = np.zeros((f.shape[0], k))
+        t[np.arange(f.shape[0]), labels[s:s + batch_size]] = a
+        rhs += f1.T @ t
+    gram[np.diag_indices(m)] += ridge * max(float(np.trace(gram)) / m, 1e-12)
+    sol = np.linalg.solve(gram, rhs)  # (m, k)
+    dtype = head.weight.data.dtype
+    head.weight.data[...] = to_device(np.ascontiguousarray(sol[:head.in_features].T, dtype=dtype), device)
+    if has_bias:
+        head.bias.data[...] = to_device(sol[-1].astype(dtype), device)
+    return net
 
 
 nn.register_module(

@@ -4,6 +4,7 @@ A module maps a batch ``x`` (n, features) to ``y`` and back-propagates::
 
     y  = module.forward(x, train=True)   # remembers what backward needs
     dx = module.backward(dy)             # writes parameter .grad, returns dJ/dx
+    dx = module.backward(dy, param_grad=False)   # dJ/dx only, .grad untouched
 
 ``backward`` overwrites the parameter gradients (it never accumulates), so an
 optimizer step needs no ``zero_grad`` in between; ``zero_grad`` exists for code
@@ -34,7 +35,7 @@ from .device import check_dtype as _check_dtype
 from .layers import (Activation, Dropout, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh, Threshold,
                      linear_layers, mlp)
 from .losses import LOSSES, get_loss, loss_name
-from .module import ACTIVATIONS, Module, Parameter
+from .module import ACTIVATIONS, Module, Parameter, backward_of
 from .module import Buffers as _Buffers
 from .module import check_activation as _check_activation
 from .module import make_rng as _rng
@@ -42,7 +43,7 @@ from .state import FORMAT, FORMAT_VERSION, load, register_module, save
 
 __all__ = [
     "Parameter", "Module", "Linear", "Activation", "Sigmoid", "Tanh", "ReLU", "Threshold", "Identity",
-    "Dropout", "Sequential", "mlp", "save", "load", "get_loss", "LOSSES", "linear_layers", "register_module",
+    "Dropout", "Sequential", "mlp", "save", "load", "get_loss", "LOSSES", "linear_layers", "register_module", "backward_of",
 ]
 
 

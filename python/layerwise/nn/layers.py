@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import ops
 from .device import array_module, check_device, check_dtype, to_device
-from .module import Buffers, Module, Parameter, check_activation, make_rng
+from .module import Buffers, Module, Parameter, backward_of, check_activation, make_rng
 
 
 # ---- dense layer -------------------------------------------------------------------
@@ -81,12 +81,13 @@ class Linear(Module):
             weight_velocity=opt.velocity_of(self.weight), bias_velocity=opt.velocity_of(self.bias) if has_b else None,
             weight_decay=opt.weight_decay, nesterov=opt.nesterov, dx=dx)
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         n = dy.shape[0]
         dz = self._dz(dy)
-        ops.linear_backward_weights(dz, self._x, dweight=self.weight.grad,
-                                    dbias=self.bias.grad if self.bias is not None else None,
-                                    bias=self.bias is not None)
+        if param_grad:
+            ops.linear_backward_weights(dz, self._x, dweight=self.weight.grad,
+                                        dbias=self.bias.grad if self.bias is not None else None,
+                                        bias=self.bias is not None)
         if not input_grad:
             return None
         out = self._buf.get(("dx", n), dy, (n, self.in_features)) if self._train else None
@@ -135,7 +136,7 @@ class Activation(Module):
         self._y, self._train = ops.activation_forward(x, self.mode, out=out), train
         return self._y
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         if self._y is None:
             raise RuntimeError("backward: call forward first")
         if not input_grad:
@@ -216,7 +217,7 @@ class Dropout(Module):
         array_module(x).multiply(x, mask, out=y)
         return y
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         if not input_grad:
             return None
         if self._mask is None:
@@ -263,9 +264,9 @@ class Sequential(Module):
             x = m.forward(x, train=train)
         return x
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         for i in range(len(self.modules) - 1, -1, -1):
-            dy = self.modules[i].backward(dy, input_grad=input_grad or i > 0)
+            dy = backward_of(self.modules[i], dy, input_grad=input_grad or i > 0, param_grad=param_grad)
         return dy
 
     def backward_sgd(self, dy, opt, *, input_grad=True):

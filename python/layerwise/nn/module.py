@@ -2,6 +2,8 @@
 device moves) and the per-batch-size work buffers layers share."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import ops
@@ -60,12 +62,16 @@ class Module:
     def forward(self, x, *, train=False):
         raise NotImplementedError
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy, *, input_grad=True, param_grad=True):
         """dJ/dx from dJ/dy, for the input of the last ``forward``.
 
         Writes (overwrites) the gradients of this module's parameters. With
         ``input_grad=False`` the input gradient is not computed (saves a matrix
-        product in the first layer) and None is returned."""
+        product in the first layer) and None is returned. With ``param_grad=False``
+        only dJ/dx is computed and every ``.grad`` is left as it was (what
+        adversarial examples need: about a third of the backward's work less).
+        A subclass whose ``backward`` has no ``param_grad`` keyword still works in
+        containers (``backward_of``): it computes its parameter gradients anyway."""
         raise NotImplementedError
 
     def backward_sgd(self, dy, opt, *, input_grad=True):
@@ -144,6 +150,26 @@ class Module:
     def config(self) -> dict:
         """JSON-able architecture description (used by ``save``)."""
         raise NotImplementedError
+
+
+_TAKES_PARAM_GRAD = {}  # module type -> whether its backward accepts param_grad
+
+
+def backward_of(module, dy, *, input_grad=True, param_grad=True):
+    """``module.backward(dy, input_grad=..., param_grad=...)``, for any module: one whose
+    ``backward`` predates the ``param_grad`` keyword is called without it (and so
+    still writes its parameter gradients, which is correct, only slower)."""
+    if param_grad:
+        return module.backward(dy, input_grad=input_grad)
+    kind = type(module)
+    takes = _TAKES_PARAM_GRAD.get(kind)
+    if takes is None:
+        params = inspect.signature(kind.backward).parameters
+        takes = _TAKES_PARAM_GRAD[kind] = "param_grad" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if takes:
+        return module.backward(dy, input_grad=input_grad, param_grad=False)
+    return module.backward(dy, input_grad=input_grad)
 
 
 class Buffers:
