@@ -327,6 +327,9 @@ def train(out, config: Config = Config(), *, episodes=None, minutes=None, resume
     from tqdm.auto import tqdm
 
     venv = atari.make_vector_env(config.envs, config.frameskip)
+    # Every process gets a game now, so that one left idle at a batch's end (or by a batch smaller
+    # than --envs) can be stepped; a process that plays a game of the run resets for it again.
+    venv.reset(seed=config.seed)
     t0 = time.perf_counter()
     wall0, frames0 = state.wall, state.frames
     last_ckpt = t0
