@@ -132,8 +132,11 @@ class _Game:
         return len(self.rewards)
 
 
-def _play_batch(venv, net, first, count, seed, on_game: Callable[[_Game], None]) -> List[_Game]:
-    """Plays games first .. first+count-1 on the vector env (see the module doc); returns them in order."""
+def play_batch(venv, forward, first, count, seed, on_game: Callable[[_Game], None] = lambda g: None,
+               dtype=np.float32) -> List[_Game]:
+    """Plays games first .. first+count-1 on the vector env (see the module doc); returns them in
+    order. ``forward(x)`` maps the (K, 6400) inputs (``dtype``) to (hidden activations, P(UP))
+    (``policy_forward`` of the policy network; the benchmark passes others)."""
     k = venv.num_envs
     playing: List[Optional[_Game]] = [None] * k
     next_game = first
@@ -146,7 +149,7 @@ def _play_batch(venv, net, first, count, seed, on_game: Callable[[_Game], None])
         for i, g in enumerate(playing):
             if g is not None and g.prev is not None:
                 np.subtract(cur[i], g.prev, out=x[i])
-        h, p = policy_forward(net, x.astype(net[0].weight.data.dtype))
+        h, p = forward(x.astype(dtype))
         actions = np.full(k, atari.DOWN, dtype=np.int64)
         for i, g in enumerate(playing):
             if g is None:
@@ -189,13 +192,19 @@ def _start(venv, playing, slots, first_index, seed):
     return frames
 
 
-def _update(net, opt, games, gamma):
-    """One REINFORCE step from the batch's games (advantages standardized over the batch)."""
+def batch_arrays(games, gamma):
+    """The batch's steps in game order: inputs (n, 6400) int8, hidden (n, h), up (n,) bool, and
+    the advantages (n,): discounted returns standardized over the batch."""
     returns = np.concatenate([discounted_returns(g.rewards, gamma) for g in games])
     inputs = np.stack([x for g in games for x in g.inputs])
     hidden = np.stack([h for g in games for h in g.hidden])
     up = np.fromiter((u for g in games for u in g.up), dtype=bool, count=returns.size)
-    policy_gradient(net, inputs, hidden, up, standardize(returns))
+    return inputs, hidden, up, standardize(returns)
+
+
+def update(net, opt, games, gamma):
+    """One REINFORCE step from the batch's games."""
+    policy_gradient(net, *batch_arrays(games, gamma))
     opt.step()
 
 
@@ -354,8 +363,9 @@ def train(out, config: Config = Config(), *, episodes=None, minutes=None, resume
             else:
                 count = config.batch
             pending = []
-            games = _play_batch(venv, net, state.episodes, count, config.seed, on_game)
-            _update(net, opt, games, config.gamma)
+            games = play_batch(venv, lambda x: policy_forward(net, x), state.episodes, count, config.seed, on_game,
+                               dtype=net[0].weight.data.dtype)
+            update(net, opt, games, config.gamma)
             # Record in game order (games of a batch can end out of order on different processes).
             for reward, steps, wall, _ in sorted(pending, key=lambda t: t[3]):
                 state.add_game(reward, steps, wall)
