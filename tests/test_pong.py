@@ -266,3 +266,23 @@ def test_missing_rl_extra_is_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(atari, "require_gymnasium", missing)
     _one_line_error(capsys, ["--episodes", 2], "rl extra", "pip install")
+
+
+@needs_rl
+def test_benchmark_runs_tiny(tmp_path):
+    """benchmarks/bench_pong.py --quick end to end (numbers are not asserted, only their shape)."""
+    import json
+    import math
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_pong.py"), "--quick", "--contenders",
+                        "layerwise", "--json", out], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "policy share" in r.stdout
+    d = json.loads(out.read_text())
+    row = d["rows"]["layerwise"]
+    for metric in ("frames_per_second", "policy_share", "forward_share", "backward_share"):
+        v = row[metric]["median"]
+        assert math.isfinite(v) and v > 0, metric
+    assert row["policy_share"]["median"] <= 1.0
