@@ -151,7 +151,7 @@ def measure(payload):
             left -= batch
         seconds = time.perf_counter() - t0
     finally:
-        venv.close(terminate=True)
+        trainer.close_envs(venv)
     fwd, bwd = clock["forward"] / seconds, clock["backward"] / seconds
     return {"frames_per_second": frames / seconds, "forward_share": fwd, "backward_share": bwd,
             "policy_share": fwd + bwd, "seconds": seconds, "frames": frames, "numpy": np.__version__}

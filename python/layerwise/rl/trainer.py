@@ -380,12 +380,22 @@ def train(out, config: Config = Config(), *, episodes=None, minutes=None, resume
                 break
     finally:
         bar.close()
-        venv.close(terminate=True)
+        close_envs(venv)
     secs = time.perf_counter() - t0
     log(f"{state.episodes} games ({state.frames - frames0:,} frames this session, "
         f"{(state.frames - frames0) / secs:.0f} frames/s), running mean {state.running[-1]:+.2f}; "
         f"written to {out}")
     return net, state
+
+
+def close_envs(venv):
+    """Stops the environment processes; after Ctrl-C a step is still pending, which gymnasium
+    would warn about on top of the one-line message the CLI prints."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        venv.close(terminate=True)
 
 
 def _preview_running(state: RunState, pending):
