@@ -58,8 +58,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--envs", type=_positive_int, default=2, metavar="K",
                         help="environment processes playing side by side (default 2)")
     parser.add_argument("--seed", type=_seed, default=0, help="run seed (default 0)")
-    parser.add_argument("--frameskip", type=_positive_int, default=4, metavar="F",
-                        help="Atari frames per decision (default 4; the anchor's Pong-v0 drew 2-4)")
+    parser.add_argument("--frameskip", type=_positive_int, default=None, metavar="F",
+                        help="Atari frames per decision (default 4, with --play the run's; the anchor's Pong-v0 "
+                             "drew 2-4)")
     parser.add_argument("--batch", type=_positive_int, default=10, metavar="B", help="games per update (default 10)")
     parser.add_argument("--checkpoint-minutes", type=_positive_float, default=3.0, metavar="M",
                         help="checkpoint after the first batch that ends M minutes after the last (default 3)")
@@ -96,7 +97,8 @@ def run(args) -> int:
         probe.unlink()
     except OSError as e:
         raise ExperimentError(f"--out {out}: not a writable directory ({e.strerror or e})") from None
-    config = trainer.Config(seed=args.seed, frameskip=args.frameskip, batch=args.batch, envs=args.envs)
+    config = trainer.Config(seed=args.seed, frameskip=args.frameskip or atari.DEFAULT_FRAMESKIP, batch=args.batch,
+                            envs=args.envs)
     try:
         trainer.train(out, config, episodes=args.episodes, minutes=args.minutes, resume=args.resume,
                       checkpoint_seconds=60.0 * args.checkpoint_minutes, progress=not args.no_progress)

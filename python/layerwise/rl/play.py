@@ -22,14 +22,17 @@ __all__ = ["play", "write_gif"]
 _PLAY_OFFSET = 10 ** 9  # game indices far from any training run's
 
 
-def play(policy_path, *, games=3, seed=0, frameskip=atari.DEFAULT_FRAMESKIP, gif=None, log=print):
+def play(policy_path, *, games=3, seed=0, frameskip=None, gif=None, log=print):
     """Plays ``games`` games with the policy in ``policy_path`` (a policy.safetensors or a
-    training directory). Returns one dict per game (points won and lost, reward, frames)."""
+    training directory). ``frameskip`` None: the training run's (from its summary.json), else 4.
+    Returns one dict per game (points won and lost, reward, frames)."""
     if isinstance(games, bool) or not isinstance(games, (int, np.integer)) or games < 1:
         raise ValueError(f"games: expected a positive integer, got {games!r}")
     path = Path(policy_path)
     if path.is_dir():
         path = path / "policy.safetensors"
+    if frameskip is None:
+        frameskip = _run_frameskip(path.parent / "summary.json")
     if not path.is_file():
         raise FileNotFoundError(f"play: no policy file at {path} (train one with layerwise pong --out DIR)")
     net = nn.load(path)
@@ -71,6 +74,16 @@ def play(policy_path, *, games=3, seed=0, frameskip=atari.DEFAULT_FRAMESKIP, gif
     mean = sum(r["reward"] for r in results) / len(results)
     log(f"mean reward over {len(results)} games: {mean:+.2f}")
     return results
+
+
+def _run_frameskip(summary_path):
+    """The frameskip a run was trained with (its summary.json), or the default."""
+    import json
+
+    try:
+        return int(json.loads(Path(summary_path).read_text())["config"]["frameskip"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return atari.DEFAULT_FRAMESKIP
 
 
 def write_gif(path, frames, fps=15.0):
