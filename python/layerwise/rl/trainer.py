@@ -271,8 +271,10 @@ def summary(config: Config, state: RunState) -> dict:
             "atari_frames": state.frames * config.frameskip, "wall_s": round(state.wall, 2),
             "frames_per_s": round(state.frames / state.wall, 1) if state.wall > 0 else None,
             "running_mean_start": start, "running_mean_end": state.running[-1] if state.running else None,
+            "running_mean_min": min(state.running) if state.running else None,
             "running_mean_max": max(state.running) if state.running else None,
-            "running_mean_rise": (max(state.running) - start) if state.running else None}
+            # the target: the rise of the running mean over the run (end minus start)
+            "running_mean_rise": (state.running[-1] - start) if state.running else None}
 
 
 def _plot(path, state: RunState):
