@@ -28,12 +28,9 @@ emulator runs ``frameskip`` Atari frames for each.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -41,19 +38,20 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from .. import nn, optim
-from ..atomic import write_atomic, write_json_atomic
+from ..atomic import write_json_atomic
 from . import atari
+from .history import RunState, plot_curve, preview_running, read_csv, summary, write_csv
 from .policy import HIDDEN, make_policy, policy_forward
 from .reinforce import GAMMA, discounted_returns, policy_gradient, standardize
 
-__all__ = ["Config", "RunState", "train", "CHECKPOINT", "POLICY", "CSV", "CURVE", "SUMMARY", "RUNNING_DECAY"]
+__all__ = ["Config", "RunState", "train", "play_batch", "batch_arrays", "update", "close_envs", "CHECKPOINT", "POLICY",
+           "CSV", "CURVE", "SUMMARY", "read_csv"]
 
 CHECKPOINT = "checkpoint.npz"
 POLICY = "policy.safetensors"
 CSV = "episodes.csv"
 CURVE = "reward_curve.png"
 SUMMARY = "summary.json"
-RUNNING_DECAY = 0.99  # running mean reward: m = 0.99 m + 0.01 r (the anchor's)
 
 
 @dataclass(frozen=True)
@@ -90,29 +88,6 @@ class Config:
         if not 0.0 <= self.decay < 1.0:
             raise ValueError(f"decay: must be in [0, 1), got {self.decay}")
         return self
-
-
-@dataclass
-class RunState:
-    """Counters and the per-game history (one entry per finished game)."""
-
-    episodes: int = 0
-    updates: int = 0
-    frames: int = 0
-    wall: float = 0.0  # training seconds over every session of the run
-    reward: List[float] = field(default_factory=list)
-    running: List[float] = field(default_factory=list)
-    game_frames: List[int] = field(default_factory=list)
-    game_wall: List[float] = field(default_factory=list)
-
-    def add_game(self, reward, frames, wall):
-        prev = self.running[-1] if self.running else reward  # the anchor starts the mean at the first game
-        self.running.append(RUNNING_DECAY * prev + (1.0 - RUNNING_DECAY) * reward)
-        self.reward.append(float(reward))
-        self.game_frames.append(int(frames))
-        self.game_wall.append(float(wall))
-        self.episodes += 1
-        self.frames += int(frames)
 
 
 class _Game:
@@ -221,9 +196,9 @@ def _save(out: Path, net, opt, config: Config, state: RunState):
             "updates": state.updates, "frames": state.frames, "wall": state.wall, "optimizer": opt_meta}
     ckpt.write(out / CHECKPOINT, arrays, meta)
     nn.save(net, out / POLICY)
-    _write_csv(out / CSV, state)
-    write_json_atomic(out / SUMMARY, summary(config, state))
-    _plot(out / CURVE, state)
+    write_csv(out / CSV, state)
+    write_json_atomic(out / SUMMARY, summary(asdict(config), state))
+    plot_curve(out / CURVE, state)
 
 
 def _load(out: Path, net, opt, config: Config) -> RunState:
@@ -245,63 +220,6 @@ def _load(out: Path, net, opt, config: Config) -> RunState:
         raise ValueError(f"checkpoint: {out / CHECKPOINT} has {len(state.reward)} games of history for "
                          f"{state.episodes} games played")
     return state
-
-
-def _write_csv(path, state: RunState):
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["episode", "reward", "running_mean", "frames", "wall_s"])
-    for i, (r, m, f, t) in enumerate(zip(state.reward, state.running, state.game_frames, state.game_wall)):
-        w.writerow([i + 1, f"{r:g}", f"{m:.4f}", f, f"{t:.2f}"])
-    data = buf.getvalue().encode()
-    write_atomic(path, lambda fh: fh.write(data))
-
-
-def read_csv(path):
-    """The per-game columns of an episodes.csv as a dict of NumPy arrays."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    cols = ["episode", "reward", "running_mean", "frames", "wall_s"]
-    return {c: np.array([float(r[c]) for r in rows]) for c in cols}
-
-
-def summary(config: Config, state: RunState) -> dict:
-    start = state.running[0] if state.running else None
-    return {"config": asdict(config), "episodes": state.episodes, "updates": state.updates, "frames": state.frames,
-            "atari_frames": state.frames * config.frameskip, "wall_s": round(state.wall, 2),
-            "frames_per_s": round(state.frames / state.wall, 1) if state.wall > 0 else None,
-            "running_mean_start": start, "running_mean_end": state.running[-1] if state.running else None,
-            "running_mean_min": min(state.running) if state.running else None,
-            "running_mean_max": max(state.running) if state.running else None,
-            # the issue's target: the rise of the running mean over the run (end minus start)
-            "running_mean_rise": (state.running[-1] - start) if state.running else None}
-
-
-def _plot(path, state: RunState):
-    """The reward curve (skipped without matplotlib, the plot extra)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    games = np.arange(1, state.episodes + 1)
-    ax.plot(games, state.reward, ".", ms=2, alpha=0.35, color="tab:gray", label="game reward")
-    ax.plot(games, state.running, color="tab:blue", lw=2, label="running mean (0.99)")
-    ax.set_xlabel("game")
-    ax.set_ylabel("reward (points won - points lost)")
-    ax.set_ylim(-21.5, 21.5)
-    ax.grid(alpha=0.3)
-    hours = state.wall / 3600
-    ax.set_title(f"Pong from pixels: {state.episodes} games, {state.frames:,} frames, {hours:.2f} h")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    data = buf.getvalue()
-    write_atomic(path, lambda fh: fh.write(data))
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -355,7 +273,7 @@ def train(out, config: Config = Config(), *, episodes=None, minutes=None, resume
         pending.append((float(sum(g.rewards)), g.steps, state_wall, g.index))
         bar.update(1)
         elapsed = now - t0
-        mean = _preview_running(state, pending)
+        mean = preview_running(state, pending)
         bar.set_postfix_str(f"running {mean:+.2f}  fps {session_frames[0] / elapsed:.0f}", refresh=False)
 
     try:
@@ -398,11 +316,3 @@ def close_envs(venv):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         venv.close(terminate=True)
-
-
-def _preview_running(state: RunState, pending):
-    """The running mean including the games of the batch in progress (for the progress bar)."""
-    m = state.running[-1] if state.running else None
-    for reward, _, _, _ in sorted(pending, key=lambda t: t[3]):
-        m = reward if m is None else RUNNING_DECAY * m + (1.0 - RUNNING_DECAY) * reward
-    return m
