@@ -26,7 +26,7 @@ update after every --batch games, and reports:
 
 Games are seeded as in training, so both contenders start with the same games; they drift
 apart once float rounding changes an action, so compare rates, not rewards. --quick plays
-2 games of batch 1 on 1 env (to prove the script runs; numbers meaningless).
+1 game of batch 1 on 1 env after the warm-up game (to prove the script runs; numbers meaningless).
 
 --json PATH writes {"benchmark", "machine", "settings", "rows": {contender: {metric:
 {median, min, max, ...}}}, "ratios", "raw"}.
@@ -160,7 +160,7 @@ def measure(payload):
 # ---- the driver ---------------------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--games", type=int, default=0, help="measured games per process (default 20, --quick 2)")
+    ap.add_argument("--games", type=int, default=0, help="measured games per process (default 20, --quick 1)")
     ap.add_argument("--batch", type=int, default=0, help="games per update (default 10, --quick 1)")
     ap.add_argument("--envs", type=int, default=0, help="environment processes (default 2, --quick 1)")
     ap.add_argument("--repeats", type=int, default=0, help="processes per contender (default 3, --quick 1)")
@@ -169,10 +169,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
-    ap.add_argument("--quick", action="store_true", help="2 games on 1 env (for the tests)")
+    ap.add_argument("--quick", action="store_true", help="1 game on 1 env (for the tests)")
     args = ap.parse_args(argv)
     q = args.quick
-    settings = {"games": args.games or (2 if q else 20), "batch": args.batch or (1 if q else 10),
+    settings = {"games": args.games or (1 if q else 20), "batch": args.batch or (1 if q else 10),
                 "envs": args.envs or (1 if q else 2), "repeats": args.repeats or (1 if q else 3),
                 "threads": args.threads, "frameskip": args.frameskip, "seed": args.seed, "quick": q}
     for k in ("games", "batch", "envs", "repeats", "threads", "frameskip"):
