@@ -251,6 +251,7 @@ def test_user_errors_are_one_line(tmp_path, two_game_run, capsys):
     _one_line_error(capsys, ["--episodes", 4, "--out", out], "--resume")  # would overwrite a run
     _one_line_error(capsys, ["--episodes", 4, "--out", out, "--resume", "--seed", 7], "seed")
     _one_line_error(capsys, ["--play", tmp_path / "nothing"], "no policy file")
+    _one_line_error(capsys, ["--play", out, "--gif", tmp_path / "no-dir" / "g.gif"], "gif", "does not exist")
     _one_line_error(capsys, ["--episodes", 2, "--gif", tmp_path / "g.gif", "--out", tmp_path / "y"], "--gif")
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -9,7 +9,6 @@ See docs/pong.md and layerwise.rl."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .registry import Experiment, ExperimentError, register
 

@@ -33,6 +33,8 @@ def play(policy_path, *, games=3, seed=0, frameskip=None, gif=None, log=print):
         path = path / "policy.safetensors"
     if frameskip is None:
         frameskip = _run_frameskip(path.parent / "summary.json")
+    if gif is not None and not Path(gif).resolve().parent.is_dir():
+        raise FileNotFoundError(f"gif: the directory of {gif} does not exist")  # found out before a game, not after
     if not path.is_file():
         raise FileNotFoundError(f"play: no policy file at {path} (train one with layerwise pong --out DIR)")
     net = nn.load(path)
