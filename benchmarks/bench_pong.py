@@ -14,8 +14,8 @@ K environment processes, a batch of games per update):
                                     [--threads 2] [--frameskip 4] [--json out.json] [--quick]
 
 Each contender runs in its own fresh process and the processes take turns (see
-benchmarks/_harness.py). A process plays one warm-up batch, then --games games with an
-update after every --batch games, and reports:
+benchmarks/_harness.py). A process plays one warm-up game (and its update), then --games
+games with an update after every --batch games, and reports:
 
   frames_per_second -- observations (policy decisions) per wall second, updates included;
                        the emulator runs --frameskip Atari frames for each
@@ -90,7 +90,7 @@ class NumpyPolicy:
 
 # ---- one measurement (in a worker process) ----------------------------------------------------------
 def measure(payload):
-    """Plays a warm-up batch, then payload["games"] games with learning on; returns the rates."""
+    """Plays a warm-up game, then payload["games"] games with learning on; returns the rates."""
     import numpy as np
 
     H.set_worker_threads(payload["threads"])
@@ -142,7 +142,7 @@ def measure(payload):
             clock["backward"] += time.perf_counter() - t0
             return sum(g.steps for g in games)
 
-        one_batch(batch)  # warm-up: process start, page faults, first-touch of the weights
+        one_batch(1)  # warm-up, one game and its update: process start, page faults, first touch of the weights
         clock.update(forward=0.0, backward=0.0)
         frames, left = 0, payload["games"]
         t0 = time.perf_counter()
