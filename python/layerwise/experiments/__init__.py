@@ -2,6 +2,6 @@
 
 Each module registers itself in :data:`EXPERIMENTS` (see :mod:`.registry`)."""
 from .registry import EXPERIMENTS, Experiment, ExperimentError, register
-from . import bengio2006, robustness
+from . import bengio2006, pong, robustness
 
-__all__ = ["bengio2006", "robustness", "EXPERIMENTS", "Experiment", "ExperimentError", "register"]
+__all__ = ["bengio2006", "pong", "robustness", "EXPERIMENTS", "Experiment", "ExperimentError", "register"]
