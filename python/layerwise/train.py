@@ -22,6 +22,7 @@ import numpy as np
 
 from . import nn, optim
 from .data import _features, _net_placement, prepare_data
+from .fit_step import make_step
 from .nn import array_module, to_device
 
 __all__ = ["History", "TrainingDiverged", "fit", "predict", "predict_proba", "error_rate", "evaluate", "prepare_data"]
@@ -130,7 +131,8 @@ def _plain(obj):
 def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
         seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
-        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, _outer=None) -> History:
+        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, native=None,
+        _outer=None) -> History:
     """Trains ``net`` with minibatch SGD on (X, y); returns a History.
 
     loss: "softmax_cross_entropy" (net outputs logits, y class labels), "quadratic"/"mse"
@@ -168,6 +170,10 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
         sign(dJ/dx)) (Goodfellow et al. 2015), the adversarial batch made inside each step
         (layerwise.adversarial.adversarial_objective); train_loss/train_error describe the
         clean batches.
+    native: None runs each step as one C call (layerwise.fit_step: a NativeNetwork sharing the
+        net's and the optimizer's memory) when the net, loss and optimizer allow it, else the
+        per-layer Python path; True demands the native step (ValueError saying why not), False
+        keeps the Python path.
 
     Failures: a NaN or infinite training loss raises TrainingDiverged (epoch, batch, and the
     net left at its last finite weights). KeyboardInterrupt is re-raised after restoring the
@@ -241,9 +247,7 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
     xp = array_module(X)
     n = X.shape[0]
     rng = np.random.default_rng(seed)
-    # optim.SGD can run backward and update as one sweep (fused kernels, no gradient
-    # arrays): same parameters after each step, less memory traffic.
-    fused = isinstance(opt, optim.SGD) and hasattr(net, "backward_sgd")
+    step = make_step(net, opt, loss, native=native)
     hist = History(error_unit="percent" if labels else "loss")
     # Shuffle into these once per epoch, then take contiguous slices: one gather per epoch
     # instead of one per batch, and every batch is a view the kernels accept as is.
@@ -314,8 +318,7 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
             last_good = _copy_params(params)  # finite: checked at the end of the previous epoch
             for s in range(start_pos, n, batch_size):
                 xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
-                out = net.forward(xb, train=True)
-                value, dout = loss_fn(out, yb)
+                value, out = step(xb, yb)
                 if not math.isfinite(float(value)):
                     kept = _all_finite(params)
                     if not kept:
@@ -326,11 +329,6 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
                         f"{s // batch_size} (lr {float(lr_t):g}); the net keeps {where}. "
                         f"Lower the learning rate, or check the data", epoch=epoch, batch=s // batch_size,
                         loss=float(value), history=hist)
-                if fused:
-                    opt.backward_step(net, dout)
-                else:
-                    net.backward(dout, input_grad=False)
-                    opt.step()
                 if max_norm is not None:
                     _apply_max_norm(max_norm_layers, max_norm)
                 total_loss += value * xb.shape[0]
