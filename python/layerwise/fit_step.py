@@ -143,8 +143,7 @@ class _NativeStep:
         self.bound = None  # (layout key, [state dict per slot]) the optimizer's state is bound to
         self._bind_state()
 
-    def _layout(self):
-        mode, hyper = _optimizer_hyper(self.opt)
+    def _layout(self, mode, hyper):
         return mode, self.opt._state_names(), hyper.get("initial_accumulator_value", 0.0)
 
     def _bind_state(self):
@@ -163,12 +162,13 @@ class _NativeStep:
             st = dict(zip(names, views)) if names else None
             opt.state[index] = st
             dicts.append(st)
-        self.bound = (self._layout(), dicts)
+        self.bound = (self._layout(mode, hyper), dicts)
 
-    def _state_is_bound(self):
+    def _state_is_bound(self, mode, hyper):
         layout, dicts = self.bound
         state = self.opt.state
-        return all(state[index] is st for (index, _, _), st in zip(self.slots, dicts)) and self._layout() == layout
+        return (all(state[index] is st for (index, _, _), st in zip(self.slots, dicts))
+                and self._layout(mode, hyper) == layout)
 
     def _target(self, yb):
         if self.lname == "softmax_cross_entropy" or yb.ndim == 2:
@@ -177,10 +177,10 @@ class _NativeStep:
         return nn.losses._dense_target(np.empty((yb.shape[0], self.outputs), self.dtype), yb)
 
     def __call__(self, xb, yb):
-        if not self._state_is_bound():  # e.g. opt.load_state_dict replaced the arrays
-            self._bind_state()
         opt = self.opt
         mode, hyper = _optimizer_hyper(opt)
+        if not self._state_is_bound(mode, hyper):  # e.g. opt.load_state_dict replaced the arrays
+            self._bind_state()
         code, values = ops._optimizer_args(mode, hyper)
         n = xb.shape[0]
         xb = np.ascontiguousarray(xb)
