@@ -110,6 +110,9 @@ void split_equals_train_step(lwHandle_t, lwNetwork_t one, lwNetwork_t split, lwD
     LW_OK(lwNetworkResetOptimizerState(one));
     LW_OK(lwNetworkResetOptimizerState(split));
     Opt o1(c.mode, c.tweak), o2(c.mode, c.tweak);
+    LW_OK(lwNetworkSetOption(one, LW_NETWORK_INPUT_GRADIENT, 1));
+    LW_OK(lwNetworkSetOption(split, LW_NETWORK_INPUT_GRADIENT, 1));
+    LW_OK(lwNetworkSetOption(split, LW_NETWORK_GRADIENT_NORMS, c.mode == LW_OPTIMIZER_SGD ? 1 : 0));
     for (int step = 0; step < 4; ++step) {
       const auto x = batch<T>(n, kSizes[0], 100 + step);
       const auto y = labels(n, 200 + step);
@@ -121,6 +124,17 @@ void split_equals_train_step(lwHandle_t, lwNetwork_t one, lwNetwork_t split, lwD
       LW_OK(lwNetworkComputeGradients(split, n, x.data(), y.data(), LW_LOSS_SOFTMAX_CROSS_ENTROPY, &l2));
       LW_OK(lwNetworkApplyGradients(split, o2.d));
       EXPECT_EQ(l1, l2);
+      // Both options hold for the split too: the same input gradient and gradient norms.
+      const void *dx1 = nullptr, *dx2 = nullptr;
+      LW_OK(lwNetworkGetInputGradient(one, nullptr, &dx1));
+      LW_OK(lwNetworkGetInputGradient(split, nullptr, &dx2));
+      EXPECT_EQ(std::memcmp(dx1, dx2, n * kSizes[0] * sizeof(T)), 0);
+      if (fused_sgd) {
+        double n1[kLayers], n2[kLayers];
+        LW_OK(lwNetworkGetGradientNorms(one, n1));
+        LW_OK(lwNetworkGetGradientNorms(split, n2));
+        for (int i = 0; i < kLayers; ++i) EXPECT_EQ(n1[i], n2[i]);
+      }
       const auto p1 = params<T>(one), p2 = params<T>(split);
       ASSERT_EQ(p1.size(), p2.size());
       EXPECT_EQ(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(double)), 0) << "step " << step;
