@@ -186,3 +186,27 @@ def test_divergence_on_the_native_path_keeps_finite_weights(data):
             train.fit(net, X, X[:, :4] * 1e3, loss="quadratic", optimizer=opt_fn(net.parameters()), epochs=30,
                       progress=False, native=True)
         assert all(np.isfinite(p.data).all() for p in net.parameters())
+
+
+def test_load_state_dict_between_steps_rebinds_the_network_state(data):
+    # The step notices replaced state arrays and copies them in; an emptied state restarts.
+    X, y, _, _ = data
+    results = []
+    for native in (True, False):
+        net = _net()
+        opt = optim.Adam(net.parameters(), 1e-2)
+        step = fit_step.make_step(net, opt, "softmax_cross_entropy", native=native)
+        saved = None
+        for k in range(6):
+            xb, yb = X[16 * k:16 * k + 16], y[16 * k:16 * k + 16].astype(np.int32)
+            step(xb, yb)
+            if k == 1:
+                saved = opt.state_dict()
+            if k == 3:
+                opt.load_state_dict(saved)
+            if k == 4:
+                opt.load_state_dict({**saved, "state": [{} for _ in saved["state"]], "step": 0})
+        results.append((net, opt))
+    assert results[0][0] is not results[1][0]
+    _same_params(results[0][0], results[1][0])
+    _same_state(results[0][1].state_dict(), results[1][1].state_dict())

@@ -156,9 +156,9 @@ class _NativeStep:
         for index, layer, tensor in self.slots:
             views = self.network.optimizer_state(layer, tensor)
             old = opt.state[index]
-            if names and old is not None and set(old) == set(names):
-                for name, view in zip(names, views):
-                    view[...] = old[name]
+            fresh = old is None or set(old) != set(names)
+            for name, view in zip(names, views):  # no state yet: what the optimizer's first use makes
+                view[...] = opt._initial_state(name) if fresh else old[name]
             st = dict(zip(names, views)) if names else None
             opt.state[index] = st
             dicts.append(st)
