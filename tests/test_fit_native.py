@@ -90,18 +90,18 @@ def test_dense_losses_with_labels_or_dense_targets(data, loss, targets):
     assert ha.train_loss == hb.train_loss and ha.train_error == hb.train_error
 
 
-def test_fit_builds_sgd_from_keywords_and_activation_modules_fuse(data):
+def test_fit_builds_sgd_from_keywords_and_activation_modules_fuse_with_max_norm_and_diagnostics(data):
     X, y, _, _ = data
     runs = []
     for native in (None, False):
         net = nn.Sequential(nn.Linear(12, 9, rng=1), nn.Tanh(), nn.Dropout(0.0), nn.Linear(9, 4, rng=2))
         h = train.fit(net, X, y, lr=0.2, momentum=0.9, nesterov=True, weight_decay=1e-4, epochs=2,
-                      progress=False, native=native, max_norm=1.5)
+                      progress=False, native=native, max_norm=1.5, diagnostics=True)
         runs.append((net, h))
     (a, ha), (b, hb) = runs
     assert _on_native_memory(a)
     _same_params(a, b)
-    assert ha.train_loss == hb.train_loss
+    assert ha.train_loss == hb.train_loss and ha.grad_norms == hb.grad_norms and len(ha.grad_norms) == 2
     assert all(np.linalg.norm(layer.weight.data, axis=1).max() <= 1.5 + 1e-6 for layer in nn.linear_layers(a))
 
 
