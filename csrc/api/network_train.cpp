@@ -98,7 +98,8 @@ OptimizerInfo optimizer_info(lwOptimizerDescriptor_t opt) {
 }
 
 // Checks the arguments every batch call shares; false when n == 0 (nothing to do).
-bool check_batch(lwNetwork_t net, int64_t n, const void *x, const void *target, lwLossMode_t loss) {
+// loss by reference: an out-of-range value is read through raw_enum (memcpy), never loaded as the enum.
+bool check_batch(lwNetwork_t net, int64_t n, const void *x, const void *target, const lwLossMode_t &loss) {
   check_net(net);
   if (n < 0) bad("n must be >= 0, got " + std::to_string(n));
   const int l = raw_enum(loss);
