@@ -41,8 +41,10 @@ Fractions are achieved / limit (1.0 would be the machine's limit).
 {variant: {bytes_limit_samples_per_second, flops_limit_samples_per_second,
 fraction_of_bytes_limit, fraction_of_flops_limit}}}], "raw_seconds", "profile"}.
 
---profile (layerwise only, in this process) breaks one epoch down by ops call
-and estimates the fixed per-call cost, to show where time goes.
+--profile (the lw-ops-loop contender, in this process) breaks one epoch of the
+per-layer Python path down by ops call and estimates the fixed per-call cost, to
+show what the one-call native step (fit, lw-train-step) saves; fit itself makes
+no ops calls per step any more.
 """
 from __future__ import annotations
 
@@ -229,7 +231,7 @@ def make_torch(sizes):
 
 # ---- profile ----------------------------------------------------------------------------------
 def profile(X, y, bs, sizes):
-    """Times every ops call of one layerwise epoch; estimates the fixed cost per call."""
+    """Times every ops call of one epoch of the ops loop; estimates the fixed cost per call."""
     import numpy as np
 
     import layerwise as lw
@@ -249,7 +251,7 @@ def profile(X, y, bs, sizes):
             return r
         return timed
 
-    run = make_layerwise(sizes)
+    run = make_ops_loop(sizes)
     run(X[: bs * 2], y[: bs * 2], bs)  # warm the buffers
     for n in names:
         setattr(ops, n, wrap(n, originals[n]))
