@@ -1,11 +1,15 @@
 """Training throughput (samples/s) of the 784-1000-1000-1000-10 sigmoid MLP.
 
 Softmax cross-entropy, SGD with momentum 0.9, minibatches of 10, 32 and 128, on
-synthetic MNIST-shaped data. Three implementations of the same math:
+synthetic MNIST-shaped data. Implementations of the same math:
 
-  layerwise  -- layerwise.train.fit (one epoch per measurement, shuffling included)
-  numpy      -- a plain NumPy training loop (the BLAS NumPy links against)
-  torch      -- torch.nn + torch.optim.SGD on the CPU, when torch is installed
+  layerwise      -- layerwise.train.fit (one epoch per measurement, shuffling included);
+                    it must take the native one-call step (fit native=True)
+  lw-train-step  -- a Python loop of NativeNetwork.train_step (one C call per step)
+  lw-ops-loop    -- a plain Python loop over layerwise.ops (forward, loss and fused
+                    backward+SGD per layer: ~3 calls per layer and step)
+  numpy          -- a plain NumPy training loop (the BLAS NumPy links against)
+  torch          -- torch.nn + torch.optim.SGD on the CPU, when torch is installed
 
     python benchmarks/bench_train.py [--samples 1280] [--repeats 5] [--batches 10 32 128]
                                      [--threads 2] [--isa avx2 | --both-isas] [--json out.json]
@@ -37,8 +41,10 @@ Fractions are achieved / limit (1.0 would be the machine's limit).
 {variant: {bytes_limit_samples_per_second, flops_limit_samples_per_second,
 fraction_of_bytes_limit, fraction_of_flops_limit}}}], "raw_seconds", "profile"}.
 
---profile (layerwise only, in this process) breaks one epoch down by ops call
-and estimates the fixed per-call cost, to show where time goes.
+--profile (the lw-ops-loop contender, in this process) breaks one epoch of the
+per-layer Python path down by ops call and estimates the fixed per-call cost, to
+show what the one-call native step (fit, lw-train-step) saves; fit itself makes
+no ops calls per step any more.
 """
 from __future__ import annotations
 
@@ -82,9 +88,64 @@ def make_layerwise(sizes):
 
     net = lw.nn.mlp(sizes, activation="sigmoid", seed=0)
     opt = lw.optim.SGD(net.parameters(), LR, momentum=MOMENTUM)
+    why = lw.fit_step.native_blocker(net, opt, "softmax_cross_entropy")
+    if why is not None:
+        raise RuntimeError(f"bench_train: fit would not take the native step: {why}")
 
     def run(X, y, bs):
-        lw.train.fit(net, X, y, optimizer=opt, epochs=1, batch_size=bs, progress=False)
+        lw.train.fit(net, X, y, optimizer=opt, epochs=1, batch_size=bs, progress=False, native=True)
+
+    return run
+
+
+def _shuffled_batches(X, y, bs):
+    import numpy as np
+
+    perm = np.random.default_rng(0).permutation(len(X))
+    Xs, ys = X[perm], y[perm]
+    for s in range(0, len(X), bs):
+        yield Xs[s:s + bs], ys[s:s + bs]
+
+
+def make_train_step_loop(sizes):
+    import layerwise as lw
+
+    net = lw.native.NativeNetwork(sizes, ["sigmoid"] * (len(sizes) - 2) + ["identity"], seed=0)
+
+    def run(X, y, bs):
+        for xb, yb in _shuffled_batches(X, y.astype("int32"), bs):
+            net.train_step(xb, yb, loss="softmax_cross_entropy", optimizer="sgd", lr=LR, momentum=MOMENTUM)
+
+    return run
+
+
+def make_ops_loop(sizes):
+    import numpy as np
+
+    import layerwise as lw
+
+    ops = lw.ops
+    layers = lw.nn.linear_layers(lw.nn.mlp(sizes, activation="sigmoid", seed=0))
+    Ws = [layer.weight.data for layer in layers]
+    bs_ = [layer.bias.data for layer in layers]
+    acts = [layer.activation for layer in layers]
+    vW = [np.zeros_like(w) for w in Ws]
+    vb = [np.zeros_like(b) for b in bs_]
+
+    def step(x, y):
+        a = [x]
+        for W, b, act in zip(Ws, bs_, acts):
+            a.append(ops.linear_forward(a[-1], W, b, activation=act))
+        _, d = ops.softmax_cross_entropy(a[-1], y)
+        for i in range(len(Ws) - 1, -1, -1):
+            if acts[i] != "identity":
+                d = ops.activation_backward(a[i + 1], d, acts[i])
+            d = ops.linear_backward_sgd(d, a[i], Ws[i], bs_[i], lr=LR, momentum=MOMENTUM, weight_velocity=vW[i],
+                                        bias_velocity=vb[i], dx=i > 0)
+
+    def run(X, y, bs):
+        for xb, yb in _shuffled_batches(X, y.astype(np.int32), bs):
+            step(xb, yb)
 
     return run
 
@@ -135,10 +196,8 @@ def make_numpy(sizes):
             bs_[i] -= LR * vb[i]
 
     def run(X, y, bs):
-        perm = np.random.default_rng(0).permutation(len(X))
-        Xs, ys = X[perm], y[perm]
-        for s in range(0, len(X), bs):
-            step(Xs[s:s + bs], ys[s:s + bs])
+        for xb, yb in _shuffled_batches(X, y, bs):
+            step(xb, yb)
 
     return run
 
@@ -172,7 +231,7 @@ def make_torch(sizes):
 
 # ---- profile ----------------------------------------------------------------------------------
 def profile(X, y, bs, sizes):
-    """Times every ops call of one layerwise epoch; estimates the fixed cost per call."""
+    """Times every ops call of one epoch of the ops loop; estimates the fixed cost per call."""
     import numpy as np
 
     import layerwise as lw
@@ -192,7 +251,7 @@ def profile(X, y, bs, sizes):
             return r
         return timed
 
-    run = make_layerwise(sizes)
+    run = make_ops_loop(sizes)
     run(X[: bs * 2], y[: bs * 2], bs)  # warm the buffers
     for n in names:
         setattr(ops, n, wrap(n, originals[n]))
@@ -227,7 +286,8 @@ def profile(X, y, bs, sizes):
 
 
 # ---- the worker and the report ------------------------------------------------------------------
-MAKERS = {"layerwise": make_layerwise, "numpy": make_numpy, "torch": make_torch}
+MAKERS = {"layerwise": make_layerwise, "lw-train-step": make_train_step_loop, "lw-ops-loop": make_ops_loop,
+          "numpy": make_numpy, "torch": make_torch}
 
 
 def train_worker(payload):
@@ -267,8 +327,8 @@ def build_results(runs, batches, samples, sizes, machine, variants):
             mine = row["samples_per_second"].get(name)
             if mine is None:
                 continue
-            for other in ("torch", "numpy"):
-                if other in row["samples_per_second"]:
+            for other in runs:
+                if other not in variants and other in row["samples_per_second"]:
                     row["ratios"][f"{name}/{other}"] = H.ratio(mine["median"],
                                                                row["samples_per_second"][other]["median"])
             probe = machine["probes"][name]
@@ -340,6 +400,8 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 5)
     variants = H.isa_variants(args.isa, args.both_isas)
     contenders = dict(variants)
+    contenders["lw-train-step"] = {}
+    contenders["lw-ops-loop"] = {}
     contenders["numpy"] = {}
     if not args.no_torch and importlib.util.find_spec("torch") is not None:
         contenders["torch"] = {}

@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "mpi"))
 
 import cases  # noqa: E402
+import layerwise as lw  # noqa: E402
 
 try:
     import mpi4py  # noqa: F401
@@ -177,6 +178,36 @@ def test_one_rank_communicator_matches_plain_fit():
     p_plain, _ = cases.fit_case(None, epochs=2)
     for k in p_plain:
         np.testing.assert_allclose(p_comm[k], p_plain[k], atol=ATOL, rtol=RTOL)
+
+
+@needs_mpi4py
+def test_distributed_fit_takes_the_native_split_step(monkeypatch):
+    """comm= with an eligible net runs lwNetworkComputeGradients, the allreduce of the
+    network's own flat gradient buffer, then lwNetworkApplyGradients; the Python path
+    (native=False) gives the same weights."""
+    from mpi4py import MPI
+
+    import layerwise.train as train_mod
+
+    taken = []
+    real = train_mod.make_step
+
+    def spy(*args, **kwargs):
+        step = real(*args, **kwargs)
+        taken.append(step.native)
+        return step
+
+    monkeypatch.setattr(train_mod, "make_step", spy)
+    X, y, _, _ = cases.data()
+    results = {}
+    for native in (None, False):
+        net = lw.nn.mlp([X.shape[1], 9, int(y.max()) + 1], seed=3)
+        lw.train.fit(net, X, y, optimizer="adam", lr=0.01, epochs=2, batch_size=cases.BATCH, seed=1,
+                     progress=False, comm=MPI.COMM_SELF, native=native)
+        results[native] = [np.array(p.data) for p in net.parameters()]
+    assert taken == [True, False]
+    for a, b in zip(results[None], results[False]):
+        np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL)
 
 
 @needs_mpi4py

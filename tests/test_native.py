@@ -150,3 +150,103 @@ def test_files_interoperate_with_the_safetensors_package(tmp_path):
         m = f.metadata()
     assert m["format"] == "layerwise" and m["format_version"] == "1" and m["dtype"] == "float32"
     assert json.loads(m["architecture"]) == seq.config()
+
+
+# ---- the step in three parts: compute_gradients -> (allreduce) -> apply_gradients -----------
+_HYPER = {"sgd": dict(lr=0.1, momentum=0.9, nesterov=True), "adam": dict(lr=1e-2, weight_decay=1e-3),
+          "adamw": dict(lr=1e-2), "rmsprop": dict(lr=1e-3, momentum=0.5, centered=True),
+          "adagrad": dict(lr=5e-2, initial_accumulator_value=0.1)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", sorted(_HYPER))
+def test_compute_then_apply_equals_train_step(mode, dtype):
+    nets = [native.NativeNetwork([6, 8, 5, 4], ["sigmoid", "tanh", "identity"], bias=[True, False, True],
+                                 dtype=dtype, seed=4) for _ in range(2)]
+    one, split = nets
+    if mode == "sgd":  # train_step's SGD is fused unless gradient norms are recorded: compare that path
+        one.set_option("gradient_norms", True)
+    for step in range(4):
+        X, y = _data(11, 6, 4, dtype, seed=20 + step)
+        before = one.forward(X)
+        v1 = one.train_step(X, y, optimizer=mode, **_HYPER[mode])
+        v2 = split.compute_gradients(X, y)
+        np.testing.assert_array_equal(split.output(), before)
+        split.apply_gradients(mode, **_HYPER[mode])
+        assert v1 == v2
+        for i in range(3):
+            assert np.array_equal(one.weight(i), split.weight(i))
+        for i in (0, 2):
+            assert np.array_equal(one.bias(i), split.bias(i))
+            for a, b in zip(one.optimizer_state(i, "bias"), split.optimizer_state(i, 1)):
+                assert np.array_equal(a, b)
+    assert one.completed_steps == split.completed_steps == 4
+
+
+def test_data_parallel_average_of_half_batches_is_the_full_batch_step():
+    # Two workers with half the batch each, their gradients averaged in place (the allreduce),
+    # then the update: the full-batch step up to summation order (mean losses over equal halves).
+    full, w0, w1 = (native.NativeNetwork([5, 7, 3], ["sigmoid", "identity"], dtype="float64", seed=2)
+                    for _ in range(3))
+    X, y = _data(16, 5, 3, "float64", seed=3)
+    for _ in range(3):
+        full.compute_gradients(X, y)
+        full.apply_gradients("adam", lr=1e-2)
+        l0, l1 = w0.compute_gradients(X[:8], y[:8]), w1.compute_gradients(X[8:], y[8:])
+        g0, g1 = w0.gradients(), w1.gradients()
+        assert g0.ndim == 1 and g0.size == 5 * 7 + 7 + 7 * 3 + 3
+        avg = (g0 + g1) / 2
+        g0[...] = avg
+        g1[...] = avg
+        w0.apply_gradients("adam", lr=1e-2)
+        w1.apply_gradients("adam", lr=1e-2)
+    for i in range(2):
+        np.testing.assert_allclose(w0.weight(i), full.weight(i), rtol=1e-12, atol=1e-14)
+        assert np.array_equal(w0.weight(i), w1.weight(i))
+    assert np.isfinite([l0, l1]).all()
+
+
+def test_gradients_view_is_the_flat_layout_and_state_views_share_memory():
+    net = native.NativeNetwork([3, 4, 2], ["relu", "identity"], bias=[True, False], dtype="float64", seed=0)
+    X, y = _data(6, 3, 2, "float64")
+    flat = net.gradients()
+    net.compute_gradients(X, y)
+    assert np.shares_memory(flat, net.gradients()) and flat.size == 3 * 4 + 4 + 4 * 2
+    before = [net.weight(0).copy(), net.bias(0).copy(), net.weight(1).copy()]
+    net.apply_gradients("sgd", lr=1.0)  # p -= g: read the layout off the update
+    np.testing.assert_array_equal(net.weight(0), before[0] - flat[:12].reshape(4, 3))
+    np.testing.assert_array_equal(net.bias(0), before[1] - flat[12:16])
+    np.testing.assert_array_equal(net.weight(1), before[2] - flat[16:].reshape(2, 4))
+    assert np.abs(flat).sum() > 0
+    assert net.prepare_optimizer_state("rmsprop", momentum=0.9) == 2
+    sq, buf = net.optimizer_state(1, "weight")
+    assert sq.shape == (2, 4) and buf.shape == (2, 4) and not sq.any()
+    assert net.optimizer_state(0, "bias")[0].shape == (4,)
+    sq[...] = 1.0  # the network sees writes into the views
+    assert net.optimizer_state(1, 0)[0].sum() == 8.0
+    assert net.prepare_optimizer_state("sgd", lr=0.1) == 0 and net.optimizer_state(0, 0) == []
+
+
+def test_split_errors():
+    net = native.NativeNetwork([3, 4, 2], ["sigmoid", "identity"], bias=[True, False], seed=0)
+    X, y = _data(5, 3, 2, "float32")
+    with pytest.raises(RuntimeError, match="no lwNetworkComputeGradients"):
+        net.apply_gradients("adam")
+    with pytest.raises(RuntimeError, match="no training step"):
+        net.output()
+    with pytest.raises(ValueError, match="no optimizer state"):
+        net.optimizer_state(0, 0)
+    net.prepare_optimizer_state("adam")
+    with pytest.raises(ValueError, match="layer 1 has no bias"):
+        net.optimizer_state(1, "bias")
+    with pytest.raises(ValueError, match="tensor"):
+        net.optimizer_state(0, 2)
+    with pytest.raises(ValueError, match="layer"):
+        net.optimizer_state(5, 0)
+    with pytest.raises(ValueError, match="class id"):
+        net.compute_gradients(X, np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="loss"):
+        net.compute_gradients(X, y, loss="hinge")
+    with pytest.raises(ValueError, match="completed_steps"):
+        net.completed_steps = -1
+    assert net.compute_gradients(X[:0], y[:0]) == 0.0

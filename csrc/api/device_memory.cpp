@@ -63,6 +63,17 @@ void DeviceBuffer::release() noexcept {
 
 DeviceBuffer::~DeviceBuffer() { release(); }
 
+void DeviceBuffer::zero() {
+  if (!ptr_) return;
+  if (device_ == LW_DEVICE_CPU) {
+    std::memset(ptr_, 0, bytes_);
+    return;
+  }
+#ifdef LAYERWISE_WITH_CUDA
+  cuda_check(cudaMemset(ptr_, 0, bytes_), "cudaMemset");
+#endif
+}
+
 DeviceBuffer::DeviceBuffer(DeviceBuffer &&other) noexcept
     : device_(other.device_), ptr_(std::exchange(other.ptr_, nullptr)),
       bytes_(std::exchange(other.bytes_, 0)) {}

@@ -23,6 +23,8 @@ class DeviceBuffer {
   DeviceBuffer &operator=(const DeviceBuffer &) = delete;
 
   void *data() const { return ptr_; }
+  // Sets every byte to 0 in place (the pointer stays the same; blocking on CUDA).
+  void zero();
   size_t bytes() const { return bytes_; }
 
  private:

@@ -57,6 +57,8 @@ void destroy_net(lwNetwork_t net) {
   destroy_descs(net->act_desc);
   if (net->label_desc) lwDestroyTensorDescriptor(net->label_desc);
   if (net->input_grad_desc) lwDestroyTensorDescriptor(net->input_grad_desc);
+  if (net->output_desc) lwDestroyTensorDescriptor(net->output_desc);
+  if (net->grads_desc) lwDestroyTensorDescriptor(net->grads_desc);
   delete net;
 }
 
@@ -160,6 +162,7 @@ lwStatus_t lwNetworkCreate(lwHandle_t handle, int nlayers, const int64_t *sizes,
     for (int i = 0; i <= nlayers; ++i) n->act_desc.push_back(new_desc());
     n->label_desc = new_desc();
     n->input_grad_desc = new_desc();
+    n->output_desc = new_desc();
     *net = own.release();
     return LW_STATUS_SUCCESS;
   });

@@ -40,8 +40,10 @@ struct lwNetworkStruct {
   lwTensorDescriptor_t input_grad_desc = nullptr;
   bool keep_input_grad = false;
 
-  // Gradients dW, db laid out like params, for the unfused update path.
+  // Gradients dW, db laid out like params (the flat buffer of lwNetworkGetGradients).
   lw::api::DeviceBuffer grads;
+  lwTensorDescriptor_t grads_desc = nullptr;  // (1, param_count), made at the first GetGradients
+  bool grads_computed = false;  // a ComputeGradients (or an unfused TrainStep) has filled grads
   bool gradient_norms = false;
   std::vector<double> last_norms;  // per layer, from the last step with gradient_norms on
 
@@ -50,6 +52,14 @@ struct lwNetworkStruct {
   int opt_state_count = -1;  // buffers the state was laid out for (-1: none yet)
   int opt_state_mode = -1;
   double opt_state_init = 0;  // ADAGRAD's initial_accumulator_value it was filled with
+  // Once lwNetworkGetOptimizerState has handed out pointers, a replaced state buffer is kept
+  // here until destroy, so that those pointers never dangle (their contents are then unused).
+  bool opt_state_viewed = false;
+  std::vector<lw::api::DeviceBuffer> retired_opt_state;
+
+  // The last layer's output of the last training step (a view into train_acts).
+  lwTensorDescriptor_t output_desc = nullptr;
+  const void *last_output = nullptr;  // NULL: no training step yet
 };
 
 namespace lw {

@@ -335,6 +335,64 @@ void register_network(py::module_ &m) {
            },
            py::arg("n"), py::arg("x"), py::arg("target"), py::arg("loss"), py::arg("mode"), py::arg("hyper"),
            py::arg("completed_steps"))
+      // The step in three parts: compute_gradients -> (allreduce gradients() in place) -> apply_gradients.
+      .def("compute_gradients",
+           [](Network &n, int64_t rows, DataPtr x, DataPtr target, int loss) {
+             double value = 0;
+             lwStatus_t st;
+             {
+               py::gil_scoped_release release;
+               st = lwNetworkComputeGradients(n.get(), rows, P(x), P(target), (lwLossMode_t)loss, &value);
+             }
+             check(st);
+             return value;
+           },
+           py::arg("n"), py::arg("x"), py::arg("target"), py::arg("loss"))
+      .def("gradients", [](py::object self) {
+             Network &n = self.cast<Network &>();
+             void *flat = nullptr;
+             int64_t count = 0;
+             check(lwNetworkGetGradients(n.get(), nullptr, &flat, &count));
+             return view(self, n.dtype(), {(py::ssize_t)count}, reinterpret_cast<uintptr_t>(flat));
+           })
+      .def("apply_gradients",
+           [](Network &n, int mode, const std::map<std::string, double> &hyper, int64_t t) {
+             OptDesc o(mode, hyper, t);
+             lwStatus_t st;
+             {
+               py::gil_scoped_release release;
+               st = lwNetworkApplyGradients(n.get(), o.get());
+             }
+             check(st);
+           },
+           py::arg("mode"), py::arg("hyper"), py::arg("completed_steps"))
+      .def("output", [](py::object self) {
+             Network &n = self.cast<Network &>();
+             lwTensorDescriptor_t d;
+             const void *y;
+             check(lwNetworkGetOutput(n.get(), &d, &y));
+             int64_t r, c;
+             check(lwGetTensor2dDescriptor(d, nullptr, &r, &c, nullptr));
+             return view(self, n.dtype(), {(py::ssize_t)r, (py::ssize_t)c}, reinterpret_cast<uintptr_t>(y));
+           })
+      .def("prepare_optimizer_state",
+           [](Network &n, int mode, const std::map<std::string, double> &hyper) {
+             OptDesc o(mode, hyper, 0);
+             check(lwNetworkPrepareOptimizerState(n.get(), o.get()));
+             return o.state_count();
+           },
+           py::arg("mode"), py::arg("hyper"))
+      .def("optimizer_state", [](py::object self, int layer, int tensor, int slot) {
+             Network &n = self.cast<Network &>();
+             lwTensorDescriptor_t d;
+             void *p;
+             check(lwNetworkGetOptimizerState(n.get(), layer, tensor, slot, &d, &p));
+             int64_t r, c;
+             check(lwGetTensor2dDescriptor(d, nullptr, &r, &c, nullptr));
+             std::vector<py::ssize_t> shape{(py::ssize_t)r, (py::ssize_t)c};
+             if (tensor == 1) shape = {(py::ssize_t)c};  // a bias is 1-D, like nn's
+             return view(self, n.dtype(), shape, reinterpret_cast<uintptr_t>(p));
+           }, py::arg("layer"), py::arg("tensor"), py::arg("slot"))
       .def("reset_optimizer_state", [](Network &n) { check(lwNetworkResetOptimizerState(n.get())); })
       .def("set_option", [](Network &n, int option, bool on) {
              check(lwNetworkSetOption(n.get(), (lwNetworkOption_t)option, on ? 1 : 0));

@@ -5,7 +5,12 @@ memory owned by the C library. ``weight(i)`` and ``bias(i)`` are NumPy views of
 that memory (no copy; a view keeps the network alive), ``forward`` is one
 ``lwNetworkForward`` call and ``train_step`` one ``lwNetworkTrainStep`` call
 (forward, loss, backward and optimizer update), so a training step costs one
-Python-to-C transition instead of several per layer.
+Python-to-C transition instead of several per layer. For data parallelism the
+step also comes in three parts: ``compute_gradients`` (into one flat buffer,
+``gradients()``, which an allreduce may change in place) and ``apply_gradients``;
+``output()`` is the last step's network output and ``optimizer_state(layer,
+tensor)`` views the optimizer state the network holds (what fit_step binds an
+optim object's state arrays to).
 
 :func:`from_sequential` copies an ``nn.Sequential`` of ``Linear`` layers (with
 optional ``Activation`` modules fused into an identity Linear, and ``Dropout``,
@@ -19,8 +24,11 @@ would need CuPy views, which this module does not build.
 Results: ``forward`` gives exactly the bits of the ``nn`` forward (the same
 ``lwLinearForward`` calls). ``train_step`` with SGD gives exactly the bits of
 ``nn``'s fused per-layer SGD path (``optim.SGD.backward_step``), because both
-issue the same primitive calls in the same order; ``tests/test_native.py``
-checks both.
+issue the same primitive calls in the same order; with the other optimizers
+(Adam, AdamW, RMSprop, Adagrad) it gives exactly the bits of ``net.backward``
+then ``opt.step()`` (lwLinearBackwardWeights then lwOptimizerStep per tensor,
+the same calls). ``tests/test_native.py`` and ``tests/test_fit_native.py``
+check these.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ class NativeNetwork:
         self._net = _core.Network(ops._cpu_handle(), [int(s) for s in sizes], [_ACT[a] for a in activations],
                                   [int(b) for b in has_bias], _DTYPES[dt])
         self._steps = 0
+        self._opt_layout = None  # (mode code, hyper) the held optimizer state is laid out for
         if seed is not None:
             self.init_uniform(seed)
 
@@ -80,6 +89,7 @@ class NativeNetwork:
         self = cls.__new__(cls)
         self._net = core_net
         self._steps = 0
+        self._opt_layout = None
         return self
 
     @classmethod
@@ -149,6 +159,20 @@ class NativeNetwork:
         self._net.forward(X.shape[0], X, y)
         return y
 
+    def _target(self, target, n, loss):
+        if loss not in _LOSS:
+            raise ValueError(f"loss: unknown loss {loss!r}; expected one of {', '.join(_LOSS)}")
+        if loss == "softmax_cross_entropy":
+            t = np.asarray(target)
+            if t.ndim != 1 or t.shape[0] != n or t.dtype.kind not in "iu":
+                raise ValueError(f"target: expected {n} integer class ids, got shape {t.shape} dtype {t.dtype}")
+            return np.ascontiguousarray(t, dtype=np.int32)
+        if not isinstance(target, np.ndarray) or target.dtype != self.dtype:
+            raise TypeError(f"target: expected a NumPy array of dtype {self.dtype}")
+        if target.shape != (n, self.sizes[-1]):
+            raise ValueError(f"target: expected shape {(n, self.sizes[-1])}, got {target.shape}")
+        return np.ascontiguousarray(target)
+
     def train_step(self, X, target, *, loss="softmax_cross_entropy", optimizer="sgd", **hyper):
         """One optimizer step on the batch (X, target); returns the batch loss before the update.
 
@@ -157,28 +181,82 @@ class NativeNetwork:
         torch.optim hyperparameters (lr=..., momentum=...); the optimizer state lives in
         the network (reset when the mode changes, or with ``reset_optimizer_state``)."""
         X = self._input(X)
-        if loss not in _LOSS:
-            raise ValueError(f"loss: unknown loss {loss!r}; expected one of {', '.join(_LOSS)}")
-        n = X.shape[0]
-        if loss == "softmax_cross_entropy":
-            t = np.asarray(target)
-            if t.ndim != 1 or t.shape[0] != n or t.dtype.kind not in "iu":
-                raise ValueError(f"target: expected {n} integer class ids, got shape {t.shape} dtype {t.dtype}")
-            t = np.ascontiguousarray(t, dtype=np.int32)
-        else:
-            if not isinstance(target, np.ndarray) or target.dtype != self.dtype:
-                raise TypeError(f"target: expected a NumPy array of dtype {self.dtype}")
-            if target.shape != (n, self.sizes[-1]):
-                raise ValueError(f"target: expected shape {(n, self.sizes[-1])}, got {target.shape}")
-            t = np.ascontiguousarray(target)
+        t = self._target(target, X.shape[0], loss)
         code, values = ops._optimizer_args(optimizer, hyper)
-        value = self._net.train_step(n, X, t, _LOSS[loss], code, values, self._steps)
+        value = self._net.train_step(X.shape[0], X, t, _LOSS[loss], code, values, self._steps)
         self._steps += 1
+        self._opt_layout = (code, values)
         return value
+
+    # ---- the step in three parts (data parallelism) -------------------------------------
+    def compute_gradients(self, X, target, *, loss="softmax_cross_entropy"):
+        """Forward, loss and backward of the batch, no update; returns the batch loss.
+
+        The gradients land in ``gradients()``; ``apply_gradients`` then steps. A data-parallel
+        step is ``compute_gradients`` -> allreduce ``gradients()`` in place -> ``apply_gradients``,
+        bitwise ``train_step`` (for SGD, whose ``train_step`` is fused, within rounding)."""
+        X = self._input(X)
+        t = self._target(target, X.shape[0], loss)
+        return self._net.compute_gradients(X.shape[0], X, t, _LOSS[loss])
+
+    def gradients(self):
+        """The flat gradient buffer: a 1-D view (W0, b0, W1, b1, ... row-major; no entry for a
+        missing bias) holding the last ``compute_gradients``; write it in place to change the update."""
+        return self._net.gradients()
+
+    def apply_gradients(self, optimizer="sgd", **hyper):
+        """Steps every parameter from ``gradients()`` with the optimizer (as ``train_step``), then
+        counts the step. RuntimeError (LayerwiseError) before any ``compute_gradients``."""
+        code, values = ops._optimizer_args(optimizer, hyper)
+        self._net.apply_gradients(code, values, self._steps)
+        self._steps += 1
+        self._opt_layout = (code, values)
+
+    def output(self):
+        """The last layer's output of the last ``train_step`` / ``compute_gradients`` (before that
+        step's update): a view, valid until the next step."""
+        return self._net.output()
+
+    @property
+    def completed_steps(self):
+        """Steps taken under the current optimizer state (its t; set it to continue a run)."""
+        return self._steps
+
+    @completed_steps.setter
+    def completed_steps(self, t):
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+            raise ValueError(f"completed_steps: expected a non-negative int, got {t!r}")
+        self._steps = int(t)
+
+    def prepare_optimizer_state(self, optimizer="sgd", **hyper):
+        """Creates the optimizer state for this optimizer now (as its first step would), unless
+        the held state already has its layout; returns the number of state buffers per tensor."""
+        code, values = ops._optimizer_args(optimizer, hyper)
+        count = self._net.prepare_optimizer_state(code, values)
+        self._opt_layout = (code, values)
+        return count
+
+    def optimizer_state(self, layer, tensor):
+        """Views of the optimizer state buffers of layer ``layer``'s weight (tensor 0 or "weight")
+        or bias (1 or "bias"), in ``ops.optimizer_step``'s order; [] when the optimizer keeps none.
+        The views stay valid memory, but a later change of optimizer layout (another mode or
+        state count, ``reset_optimizer_state``) gives the network new buffers."""
+        i = self._layer(layer)
+        which = {"weight": 0, "bias": 1}.get(tensor, tensor)
+        if which not in (0, 1) or isinstance(which, bool):
+            raise ValueError(f"tensor: expected 0/'weight' or 1/'bias', got {tensor!r}")
+        if which == 1 and self.bias(i) is None:
+            raise ValueError(f"tensor: layer {i} has no bias")
+        layout = getattr(self, "_opt_layout", None)
+        if layout is None:
+            raise ValueError("optimizer_state: no optimizer state yet (prepare_optimizer_state creates it)")
+        count = _core.optimizer_state_count(*layout)
+        return [self._net.optimizer_state(i, which, s) for s in range(count)]
 
     def reset_optimizer_state(self):
         self._net.reset_optimizer_state()
         self._steps = 0
+        self._opt_layout = None
 
     def set_option(self, name, on):
         """name: "input_gradient" or "gradient_norms" (see lwNetworkSetOption)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import nn, optim
 from .data import _features, _net_placement, prepare_data
+from .fit_step import make_step
 from .nn import array_module, to_device
 
 __all__ = ["History", "TrainingDiverged", "fit", "predict", "predict_proba", "error_rate", "evaluate", "prepare_data"]
@@ -130,7 +131,7 @@ def _plain(obj):
 def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, momentum=0.0, weight_decay=0.0,
         nesterov=False, schedule=None, epochs=10, batch_size=32, X_val=None, y_val=None, patience=None,
         seed=0, progress=None, diagnostics=False, callback=None, max_norm=None, check_finite=True,
-        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, comm=None,
+        checkpoint=None, checkpoint_every="epoch", resume=False, adversarial=None, native=None, comm=None,
         _outer=None) -> History:
     """Trains ``net`` with minibatch SGD on (X, y); returns a History.
 
@@ -169,6 +170,10 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
         sign(dJ/dx)) (Goodfellow et al. 2015), the adversarial batch made inside each step
         (layerwise.adversarial.adversarial_objective); train_loss/train_error describe the
         clean batches.
+    native: None runs each step as one C call (layerwise.fit_step: a NativeNetwork sharing the
+        net's and the optimizer's memory) when the net, loss and optimizer allow it, else the
+        per-layer Python path; True demands the native step (ValueError saying why not), False
+        keeps the Python path.
 
     comm: data-parallel training over MPI ranks (an mpi4py communicator such as
         MPI.COMM_WORLD, or a layerwise.distributed.Distributed). Every rank passes the same
@@ -260,9 +265,9 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
     xp = array_module(X)
     n = X.shape[0]
     rng = np.random.default_rng(seed)
-    # optim.SGD can run backward and update as one sweep (fused kernels, no gradient
-    # arrays): same parameters after each step, less memory traffic.
-    fused = isinstance(opt, optim.SGD) and hasattr(net, "backward_sgd") and dist is None  # distributed: unfused
+    # Distributed with DDP-style buckets overlaps the allreduce with the Python per-layer
+    # backward, so it keeps that path unless the native step is demanded.
+    step = make_step(net, opt, loss, native=False if native is None and dist is not None and dist.buckets else native)
     hist = History(error_unit="percent" if labels else "loss")
     # Shuffle into these once per epoch, then take contiguous slices: one gather per epoch
     # instead of one per batch, and every batch is a view the kernels accept as is.
@@ -337,12 +342,11 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
             last_good = _copy_params(params)  # finite: checked at the end of the previous epoch
             for s in range(start_pos, n, batch_size):
                 xb, yb = Xs[s:s + batch_size], ys[s:s + batch_size]
-                if dist is not None:  # forward, backward and the gradient allreduce; opt.step below
-                    value, nwrong = _distributed_gradients(dist, net, loss_fn, xb, yb, grads, step_sums,
+                if dist is not None:  # forward, backward and the gradient allreduce; the update below
+                    value, nwrong = _distributed_gradients(dist, step, net, loss_fn, xb, yb, grads, step_sums,
                                                            labels, at_zero)
                 else:
-                    out = net.forward(xb, train=True)
-                    value, dout = loss_fn(out, yb)
+                    value, out = step(xb, yb)
                 if not math.isfinite(float(value)):
                     kept = _all_finite(params)
                     if not kept:
@@ -354,12 +358,7 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
                         f"Lower the learning rate, or check the data", epoch=epoch, batch=s // batch_size,
                         loss=float(value), history=hist)
                 if dist is not None:
-                    opt.step()
-                elif fused:
-                    opt.backward_step(net, dout)
-                else:
-                    net.backward(dout, input_grad=False)
-                    opt.step()
+                    step.update()
                 if max_norm is not None:
                     _apply_max_norm(max_norm_layers, max_norm)
                 total_loss += value * xb.shape[0]
@@ -437,20 +436,27 @@ def fit(net, X, y, *, loss="softmax_cross_entropy", optimizer=None, lr=None, mom
 
 
 # ---- distributed (comm=): the parts of a step and of validation that talk to the other ranks ----
-def _distributed_gradients(dist, net, loss_fn, xb, yb, grads, step_sums, labels, at_zero):
-    """This rank's slice of the global batch (xb, yb): forward, loss, backward into the flat
-    buffer ``grads``, then the allreduce that leaves the global-batch mean gradient in it on
-    every rank. Returns (global mean loss, global wrong count), the same on every rank."""
+def _distributed_gradients(dist, step, net, loss_fn, xb, yb, grads, step_sums, labels, at_zero):
+    """This rank's slice of the global batch (xb, yb): forward, loss, backward into a flat
+    gradient buffer (the native network's, or ``grads``, which the parameters' .grad arrays
+    are views of), then the allreduce that leaves the global-batch mean gradient in it on
+    every rank; ``step.update()`` then applies it. Returns (global mean loss, global wrong
+    count), the same on every rank."""
     from .distributed import shard_bounds, shard_modules
 
     rows = xb.shape[0]
     lo, hi = shard_bounds(rows, dist.rank, dist.size)
-    shard_modules(net, lo, rows)  # counter-based noise draws what one process draws for these rows
-    out = net.forward(xb[lo:hi], train=True)
-    value, dout = loss_fn(out, yb[lo:hi])
+    if step.native:  # one C call; the allreduce works on the network's own buffer, no copy
+        value, out = step.compute_gradients(xb[lo:hi], yb[lo:hi])
+    else:
+        shard_modules(net, lo, rows)  # counter-based noise draws what one process draws for these rows
+        out = net.forward(xb[lo:hi], train=True)
+        value, dout = loss_fn(out, yb[lo:hi])
     step_sums[0] = float(value) * (hi - lo)
     step_sums[1] = int(_count_wrong(out, yb[lo:hi], at_zero)) if labels and hi > lo else 0
-    if dist.buckets:
+    if step.native:
+        dist.allreduce_gradients(step.flat_gradients(), hi - lo, rows, sums=step_sums)
+    elif dist.buckets:
         dist.backward_allreduce(net, dout, grads, hi - lo, rows, sums=step_sums)
     else:
         net.backward(dout, input_grad=False)  # an empty slice leaves zeros: it adds nothing

@@ -1,7 +1,8 @@
 // test_network_cuda.cpp -- lwNetwork_t on CUDA handles against CPU handles:
 // load from the same file bytes, forward, training steps (fused SGD and Adam),
-// the input gradient, and saving device parameters. Skips without a GPU (and
-// compiles to a skip in builds without the CUDA runtime).
+// the input gradient, saving device parameters, and the split step (ComputeGradients,
+// the flat gradient buffer changed in place, ApplyGradients, output and state views).
+// Skips without a GPU (and compiles to a skip in builds without the CUDA runtime).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -129,8 +130,85 @@ TEST(NetworkCuda, MatchesCpu) {
   lwDestroy(gpu);
   lwDestroy(cpu);
 }
+
+// The split step on the device: ComputeGradients' flat buffer, the output view and the
+// optimizer-state pointers live in device memory and agree with a CPU network.
+TEST(NetworkCuda, SplitStepMatchesCpu) {
+  if (lwCudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  lwHandle_t cpu, gpu;
+  LW_OK(lwCreate(&cpu, LW_DEVICE_CPU));
+  LW_OK(lwCreate(&gpu, LW_DEVICE_CUDA));
+  lwNetwork_t a, g;
+  LW_OK(lwNetworkCreate(cpu, 3, kSizes, kActs, kBias, LW_FLOAT64, &a));
+  LW_OK(lwNetworkCreate(gpu, 3, kSizes, kActs, kBias, LW_FLOAT64, &g));
+  LW_OK(lwNetworkInitUniform(a, 9));
+  LW_OK(lwNetworkInitUniform(g, 9));
+  const int64_t n = 21;
+  std::mt19937 gen(4);
+  std::normal_distribution<double> d;
+  std::vector<double> x(n * kSizes[0]);
+  for (auto &v : x) v = d(gen);
+  std::vector<int32_t> lab(n);
+  for (auto &v : lab) v = gen() % kSizes[3];
+  DeviceArray dx(x.size() * 8), dlab(lab.size() * 4);
+  dx.upload(x.data());
+  dlab.upload(lab.data());
+  lwOptimizerDescriptor_t oc, og;
+  lwOptimizerParams_t p;
+  lwOptimizerParamsDefault(LW_OPTIMIZER_ADAM, &p);
+  p.lr = 0.01;
+  lwCreateOptimizerDescriptor(&oc);
+  lwCreateOptimizerDescriptor(&og);
+  lwSetOptimizerDescriptor(oc, LW_OPTIMIZER_ADAM, &p);
+  lwSetOptimizerDescriptor(og, LW_OPTIMIZER_ADAM, &p);
+  for (int step = 0; step < 3; ++step) {
+    double lc, lg;
+    LW_OK(lwNetworkComputeGradients(a, n, x.data(), lab.data(), LW_LOSS_SOFTMAX_CROSS_ENTROPY, &lc));
+    LW_OK(lwNetworkComputeGradients(g, n, dx.p, dlab.p, LW_LOSS_SOFTMAX_CROSS_ENTROPY, &lg));
+    EXPECT_NEAR(lc, lg, 1e-12);
+    void *fc, *fg;
+    int64_t cc, cg;
+    LW_OK(lwNetworkGetGradients(a, nullptr, &fc, &cc));
+    LW_OK(lwNetworkGetGradients(g, nullptr, &fg, &cg));
+    ASSERT_EQ(cc, cg);
+    std::vector<double> hg(cg);
+    ASSERT_EQ(cudaMemcpy(hg.data(), fg, cg * 8, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int64_t k = 0; k < cc; ++k) EXPECT_NEAR(static_cast<double *>(fc)[k], hg[k], 1e-12) << k;
+    // An in-place change on the device (halving, as an average would) is what the update uses.
+    for (int64_t k = 0; k < cc; ++k) {
+      static_cast<double *>(fc)[k] *= 0.5;
+      hg[k] *= 0.5;
+    }
+    ASSERT_EQ(cudaMemcpy(fg, hg.data(), cg * 8, cudaMemcpyHostToDevice), cudaSuccess);
+    const void *yc, *yg;
+    LW_OK(lwNetworkGetOutput(a, nullptr, &yc));
+    LW_OK(lwNetworkGetOutput(g, nullptr, &yg));
+    std::vector<double> hy(n * kSizes[3]);
+    ASSERT_EQ(cudaMemcpy(hy.data(), yg, hy.size() * 8, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t k = 0; k < hy.size(); ++k) EXPECT_NEAR(static_cast<const double *>(yc)[k], hy[k], 1e-12);
+    LW_OK(lwNetworkApplyGradients(a, oc));
+    LW_OK(lwNetworkApplyGradients(g, og));
+  }
+  for (int i = 0; i < 3; ++i) {
+    const auto hc = layer_on_host(a, i, false), hd = layer_on_host(g, i, true);
+    for (size_t k = 0; k < hc.size(); ++k) EXPECT_NEAR(hc[k], hd[k], 1e-10) << "layer " << i;
+  }
+  void *mc, *mg;
+  LW_OK(lwNetworkGetOptimizerState(a, 0, 0, 1, nullptr, &mc));
+  LW_OK(lwNetworkGetOptimizerState(g, 0, 0, 1, nullptr, &mg));
+  std::vector<double> hm(kSizes[0] * kSizes[1]);
+  ASSERT_EQ(cudaMemcpy(hm.data(), mg, hm.size() * 8, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (size_t k = 0; k < hm.size(); ++k) EXPECT_NEAR(static_cast<double *>(mc)[k], hm[k], 1e-14);
+  lwDestroyOptimizerDescriptor(oc);
+  lwDestroyOptimizerDescriptor(og);
+  lwNetworkDestroy(a);
+  lwNetworkDestroy(g);
+  lwDestroy(gpu);
+  lwDestroy(cpu);
+}
 #else
 TEST(NetworkCuda, MatchesCpu) { GTEST_SKIP() << "built without the CUDA runtime"; }
+TEST(NetworkCuda, SplitStepMatchesCpu) { GTEST_SKIP() << "built without the CUDA runtime"; }
 #endif
 
 }  // namespace

@@ -442,10 +442,16 @@ LW_API lwStatus_t lwNetworkForward(lwNetwork_t net, int64_t n, const void *x, vo
  *   then from the last layer down: dz = act'(.) dy (lwActivationBackward, skipped
  *   for IDENTITY), and the layer's update. SGD without gradient norms uses
  *   lwLinearBackwardUpdate (the fused kernel: dW never written to memory); every
- *   other case computes dx (lwLinearBackwardData, old weights), dW and db
- *   (lwLinearBackwardWeights) into network-owned buffers and steps each tensor
- *   with lwOptimizerStep. Finally lwOptimizerAdvanceStep(opt). The result is
- *   bitwise that of the same primitive calls made one by one.
+ *   other case is exactly lwNetworkComputeGradients then lwNetworkApplyGradients
+ *   (one code path): dx (lwLinearBackwardData, old weights), dW and db
+ *   (lwLinearBackwardWeights) into the network's flat gradient buffer, then
+ *   every tensor stepped with lwOptimizerStep. Finally lwOptimizerAdvanceStep(opt).
+ *   The result is bitwise that of the same primitive calls made one by one.
+ *   The fused SGD path differs from ComputeGradients + ApplyGradients(SGD) only
+ *   in rounding (dW summed in another order inside the kernel): after a few
+ *   steps the parameters differ by about an ulp of the largest weight (measured
+ *   ~5e-8 x max|W| in float32, ~1e-16 x max|W| in float64);
+ *   tests/capi/test_network_split.cpp allows 1e-6 and 1e-14 x max|W|.
  * *loss_value (may be NULL) gets the batch loss before the update.
  * The optimizer state (momentum buffers, Adam moments...) lives in the network,
  * laid out for the descriptor's mode and state count; it is created zeroed
@@ -457,6 +463,53 @@ LW_API lwStatus_t lwNetworkTrainStep(lwNetwork_t net, int64_t n, const void *x, 
                                      lwLossMode_t loss, lwOptimizerDescriptor_t opt, double *loss_value);
 /* Drops the optimizer state: the next step starts it afresh. */
 LW_API lwStatus_t lwNetworkResetOptimizerState(lwNetwork_t net);
+
+/* ---- the training step in three parts (data parallelism) ------------------
+ * lwNetworkTrainStep == lwNetworkComputeGradients, then (e.g.) an allreduce of
+ * the flat gradient buffer in place, then lwNetworkApplyGradients; bitwise so for
+ * every optimizer when SGD's fused path is not taken (see lwNetworkTrainStep).
+ *
+ * lwNetworkComputeGradients: forward, loss and backward of the batch (x, target)
+ * exactly as lwNetworkTrainStep (same arguments and target layout), with no
+ * update: every layer's dW and db go into ONE contiguous network-owned buffer,
+ * row-major in the order W0, b0, W1, b1, ... (a layer without bias contributes
+ * no b), i.e. laid out like the parameters. Honors LW_NETWORK_INPUT_GRADIENT and
+ * LW_NETWORK_GRADIENT_NORMS (norms of these gradients). n == 0: loss 0 and the
+ * gradient buffer set to zero (an empty batch's gradient; e.g. a data-parallel
+ * rank whose slice of the last global batch is empty); nothing else changes.   */
+LW_API lwStatus_t lwNetworkComputeGradients(lwNetwork_t net, int64_t n, const void *x, const void *target,
+                                            lwLossMode_t loss, double *loss_value);
+/* The flat gradient buffer: *flat (handle's memory) of *count elements in the
+ * network dtype, *desc (may be NULL) a (1, count) descriptor owned by the network.
+ * Valid until lwNetworkDestroy (created zeroed at the first call that needs it).
+ * Its contents are those of the last lwNetworkComputeGradients (or unfused
+ * lwNetworkTrainStep); the caller may change them in place (allreduce, scale)
+ * before lwNetworkApplyGradients.                                              */
+LW_API lwStatus_t lwNetworkGetGradients(lwNetwork_t net, lwTensorDescriptor_t *desc, void **flat,
+                                        int64_t *count);
+/* Steps every tensor with lwOptimizerStep(opt) from the flat gradient buffer and
+ * the network's optimizer state (created or re-laid out as lwNetworkTrainStep
+ * does), then lwOptimizerAdvanceStep(opt). NOT_SUPPORTED before any
+ * lwNetworkComputeGradients.                                                   */
+LW_API lwStatus_t lwNetworkApplyGradients(lwNetwork_t net, lwOptimizerDescriptor_t opt);
+/* The last layer's output (n, sizes[nlayers]) of the last TrainStep or
+ * ComputeGradients, before that step's update (what its loss saw): network
+ * memory, valid until the next such call. *yDesc (may be NULL) is owned by the
+ * network. NOT_SUPPORTED before the first such call.                           */
+LW_API lwStatus_t lwNetworkGetOutput(lwNetwork_t net, lwTensorDescriptor_t *yDesc, const void **y);
+/* Creates the optimizer state for opt's mode now, as the first step under opt
+ * would (zeroed; ADAGRAD's filled with initial_accumulator_value), unless the
+ * held state already has opt's layout; then it is left as it is.               */
+LW_API lwStatus_t lwNetworkPrepareOptimizerState(lwNetwork_t net, lwOptimizerDescriptor_t opt);
+/* The held state buffer `slot` (lwOptimizerStep's order, see lwGetOptimizerStateCount)
+ * of layer `layer`'s weight (tensor 0) or bias (tensor 1): *desc (may be NULL) is
+ * the tensor's descriptor, *state a pointer into network memory that the caller may
+ * read and write in place. NOT_SUPPORTED while no state exists. A later layout
+ * change (another mode or state count, lwNetworkResetOptimizerState) gives the
+ * network a new buffer; pointers handed out before stay valid memory until
+ * lwNetworkDestroy but are no longer used by the network.                      */
+LW_API lwStatus_t lwNetworkGetOptimizerState(lwNetwork_t net, int layer, int tensor, int slot,
+                                             lwTensorDescriptor_t *desc, void **state);
 
 typedef enum {
   /* value 1: each step also computes dJ/dx for the input batch (lwNetworkGetInputGradient). */
