@@ -206,6 +206,32 @@ class Network {
     check(lwNetworkTrainStep(get(), n, x, target, loss, opt.get(), &l), "lwNetworkTrainStep");
     return l;
   }
+  // The step in three parts (data parallelism): compute_gradients, then change gradients()
+  // in place (e.g. an MPI allreduce of gradients().data over gradients().count elements),
+  // then apply_gradients.
+  double compute_gradients(int64_t n, const void *x, const void *target, lwLossMode_t loss) {
+    double l = 0;
+    check(lwNetworkComputeGradients(get(), n, x, target, loss, &l), "lwNetworkComputeGradients");
+    return l;
+  }
+  struct FlatGradients {
+    void *data;     // the network's flat buffer (W0, b0, W1, b1, ...), in the handle's memory
+    int64_t count;  // elements, in the network dtype
+  };
+  FlatGradients gradients() const {
+    FlatGradients g{nullptr, 0};
+    check(lwNetworkGetGradients(get(), nullptr, &g.data, &g.count), "lwNetworkGetGradients");
+    return g;
+  }
+  void apply_gradients(const Optimizer &opt) {
+    check(lwNetworkApplyGradients(get(), opt.get()), "lwNetworkApplyGradients");
+  }
+  // The last layer's output of the last step (before its update), in network memory.
+  const void *output() const {
+    const void *y = nullptr;
+    check(lwNetworkGetOutput(get(), nullptr, &y), "lwNetworkGetOutput");
+    return y;
+  }
   void set_option(lwNetworkOption_t option, bool on) {
     check(lwNetworkSetOption(get(), option, on ? 1 : 0), "lwNetworkSetOption");
   }

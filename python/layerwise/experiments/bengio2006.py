@@ -40,6 +40,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .arguments import non_negative_int, positive_int
 from .registry import Experiment, ExperimentError, register
 
 __all__ = ["PAPER", "ROWS", "Preset", "PRESETS", "run", "format_table", "hyperparameters", "architecture",
@@ -760,25 +761,8 @@ def _rows_arg(value: str):
     return names
 
 
-def _non_negative_int(value: str):
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
-    return v
-
-
-def _positive_int(value: str):
-    v = _non_negative_int(value)
-    if v == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return v
-
-
 def _every_arg(value: str):
-    return "epoch" if value == "epoch" else _positive_int(value)
+    return "epoch" if value == "epoch" else positive_int(value)
 
 
 def configure_parser(b: argparse.ArgumentParser) -> None:
@@ -791,9 +775,9 @@ def configure_parser(b: argparse.ArgumentParser) -> None:
     b.add_argument("--out", metavar="DIR", default=None,
                    help="where to write results.json, the trained nets, checkpoints and the figures "
                         "(default: results/bengio2006-PRESET)")
-    b.add_argument("--seed", type=_non_negative_int, default=0)
+    b.add_argument("--seed", type=non_negative_int, default=0)
     b.add_argument("--rows", type=_rows_arg, default=None, metavar="NAME,...", help="train only these rows")
-    b.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    b.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU kernel threads (default: all cores; on a machine busy with other jobs, "
                         "fewer threads than cores can be faster)")
     b.add_argument("--resume", action="store_true",

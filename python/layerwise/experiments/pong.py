@@ -8,63 +8,32 @@ Needs the rl extra (pip install "layerwise[rl]": gymnasium, ale-py with the ROM,
 See docs/pong.md and layerwise.rl."""
 from __future__ import annotations
 
-import argparse
-
+from .arguments import non_negative_int, positive_float, positive_int
 from .registry import Experiment, ExperimentError, register
 
 __all__ = ["add_arguments", "run", "EXPERIMENT"]
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _seed(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return v
-
-
 def add_arguments(parser) -> None:
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--episodes", type=_positive_int, metavar="N",
+    length.add_argument("--episodes", type=positive_int, metavar="N",
                         help="train until N games have been played in all (counting resumed sessions)")
-    length.add_argument("--minutes", type=_positive_float, metavar="M",
+    length.add_argument("--minutes", type=positive_float, metavar="M",
                         help="train for M minutes in this session (stops at the next batch boundary)")
     length.add_argument("--play", metavar="DIR", help="play a trained policy (DIR or DIR/policy.safetensors)")
     parser.add_argument("--out", metavar="DIR", default="results/pong", help="run directory (default results/pong)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--envs", type=_positive_int, default=2, metavar="K",
+    parser.add_argument("--envs", type=positive_int, default=2, metavar="K",
                         help="environment processes playing side by side (default 2)")
-    parser.add_argument("--seed", type=_seed, default=0, help="run seed (default 0)")
-    parser.add_argument("--frameskip", type=_positive_int, default=None, metavar="F",
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="run seed (default 0)")
+    parser.add_argument("--frameskip", type=positive_int, default=None, metavar="F",
                         help="Atari frames per decision (default 4, with --play the run's; the anchor's Pong-v0 "
                              "drew 2-4)")
-    parser.add_argument("--batch", type=_positive_int, default=10, metavar="B", help="games per update (default 10)")
-    parser.add_argument("--checkpoint-minutes", type=_positive_float, default=3.0, metavar="M",
+    parser.add_argument("--batch", type=positive_int, default=10, metavar="B", help="games per update (default 10)")
+    parser.add_argument("--checkpoint-minutes", type=positive_float, default=3.0, metavar="M",
                         help="checkpoint after the first batch that ends M minutes after the last (default 3)")
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="CPU kernel threads")
-    parser.add_argument("--games", type=_positive_int, default=3, metavar="N", help="with --play: games (default 3)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU kernel threads")
+    parser.add_argument("--games", type=positive_int, default=3, metavar="N", help="with --play: games (default 3)")
     parser.add_argument("--gif", metavar="PATH", default=None, help="with --play: write the first game as a GIF")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
