@@ -321,14 +321,9 @@ def main(argv=None):
                            "python": platform.python_version(), "layerwise": lw.backend_info()},
                "results": summary, "max_abs_logit_diff": agreement, "skipped": skipped,
                "wrong": wrong}
-        from layerwise._atomic import write_atomically
+        from layerwise.atomic import write_json_atomic
 
-        def write(tmp):
-            with open(tmp, "w") as f:
-                json.dump(doc, f, indent=2)
-                f.write("\n")
-
-        write_atomically(args.json, write)
+        write_json_atomic(args.json, doc, indent=2)
     return 1 if wrong else 0
 
 

@@ -215,3 +215,16 @@ def test_bench_rejects_bad_options(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--threads", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--threads" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_inference_quick_writes_its_json(tmp_path):
+    """bench_inference --quick end to end (onnxruntime and torch left out: their start-up is
+    the cost) with the C++ contender absent: every Python contender agrees and is timed."""
+    out = tmp_path / "inference.json"
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "bench_inference.py"), "--quick", "--batches", "1", "3",
+                           "--contenders", "layerwise-python", "numpy", "--json", str(out)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "inference" and not doc["wrong"]
+    assert set(doc["results"]) >= {"layerwise-python", "numpy"}
