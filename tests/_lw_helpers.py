@@ -64,3 +64,22 @@ def check_gradients(net, X, target, loss, tol=1e-7):
     for p, g in zip(net.parameters(), grads):
         assert rel_err(g, numeric_grad(f, p.data)) <= tol, p.name
     assert rel_err(dx, numeric_grad(f, X)) <= tol, "input"
+
+
+class Stop(Exception):
+    """Raised by the tests' interrupters to stop a run at a chosen point."""
+
+
+class StopAfterWrites:
+    """Raises Stop on the n-th checkpoint write (monkeypatched over checkpoint.write)."""
+
+    def __init__(self, n):
+        from layerwise import checkpoint as ckpt
+
+        self.n, self.count, self.real = n, 0, ckpt.write
+
+    def __call__(self, path, arrays, meta):
+        self.real(path, arrays, meta)
+        self.count += 1
+        if self.count == self.n:
+            raise Stop()

@@ -9,11 +9,7 @@ import pytest
 from layerwise import checkpoint as ckpt
 from layerwise import nn, optim, pretrain, train
 from layerwise.atomic import write_atomic, write_json_atomic
-from _lw_helpers import _one_thread, prototypes  # noqa: F401  (fixture)
-
-
-class Stop(Exception):
-    """Stands in for a kill: raised from inside the training loop."""
+from _lw_helpers import Stop, StopAfterWrites, _one_thread, prototypes  # noqa: F401  (fixture)
 
 
 class CountingLoss:
@@ -149,36 +145,23 @@ def _greedy(kind, X, y, **kw):
                                persistent=True, k=2, **common, **kw)
 
 
-class _StopAfterWrites:
-    """Raises Stop on the n-th checkpoint write (monkeypatched over checkpoint.write)."""
-
-    def __init__(self, n):
-        self.n, self.count, self.real = n, 0, ckpt.write
-
-    def __call__(self, path, arrays, meta):
-        self.real(path, arrays, meta)
-        self.count += 1
-        if self.count == self.n:
-            raise Stop()
-
-
 @pytest.mark.parametrize("kind", ["supervised", "autoencoder", "rbm"])
 def test_greedy_resumed_equals_uninterrupted(data, tmp_path, monkeypatch, kind):
     X, y, _, _ = data
     ref_net, ref_info = _greedy(kind, X, y)
     # Count the writes of a whole checkpointed run, then stop at several points across it
     # (inside a layer, at a layer boundary, after the last layer) and resume once each.
-    counter = _StopAfterWrites(10**9)
+    counter = StopAfterWrites(10**9)
     monkeypatch.setattr(ckpt, "write", counter)
     _greedy(kind, X, y, checkpoint=tmp_path / "count.ckpt", checkpoint_every=4)
     total = counter.count
     assert total > 10
     for n in sorted({1, 2, total // 3, total // 2, total - 1, total}):
         path = tmp_path / f"g{n}.ckpt"
-        monkeypatch.setattr(ckpt, "write", _StopAfterWrites(n))
+        monkeypatch.setattr(ckpt, "write", StopAfterWrites(n))
         with pytest.raises(Stop):
             _greedy(kind, X, y, checkpoint=path, checkpoint_every=4)
-        monkeypatch.setattr(ckpt, "write", _StopAfterWrites(10**9))
+        monkeypatch.setattr(ckpt, "write", StopAfterWrites(10**9))
         net, info = _greedy(kind, X, y, checkpoint=path, checkpoint_every=4, resume=True)
         _assert_same_params(_params(net), _params(ref_net))
         if kind == "rbm":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from layerwise import _core, checkpoint as ckpt, fit_step, nn, optim, train
-from _lw_helpers import _one_thread, prototypes  # noqa: F401  (fixture)
+from _lw_helpers import Stop, StopAfterWrites, _one_thread, prototypes  # noqa: F401  (fixture)
 
 OPTIMIZERS = {
     "sgd": lambda p: optim.SGD(p, 0.3),
@@ -105,26 +105,11 @@ def test_fit_builds_sgd_from_keywords_and_activation_modules_fuse_with_max_norm_
     assert all(np.linalg.norm(layer.weight.data, axis=1).max() <= 1.5 + 1e-6 for layer in nn.linear_layers(a))
 
 
-class Stop(Exception):
-    pass
-
-
-class _StopAfterWrites:
-    def __init__(self, n):
-        self.n, self.count, self.real = n, 0, ckpt.write
-
-    def __call__(self, path, arrays, meta):
-        self.real(path, arrays, meta)
-        self.count += 1
-        if self.count == self.n:
-            raise Stop()
-
-
 @pytest.mark.parametrize("name", ["sgd_momentum_wd_step_schedule", "adam", "adagrad"])
 def test_resume_mid_run_equals_uninterrupted_on_the_native_path(data, tmp_path, monkeypatch, name):
     ref, opt_ref, h_ref = _fit(data, name, "float32", True)
     path = tmp_path / "fit.ckpt"
-    monkeypatch.setattr(ckpt, "write", _StopAfterWrites(3))  # mid-epoch 1 (every 5 of 13 batches)
+    monkeypatch.setattr(ckpt, "write", StopAfterWrites(3))  # mid-epoch 1 (every 5 of 13 batches)
     with pytest.raises(Stop):
         _fit(data, name, "float32", True, checkpoint=path, checkpoint_every=5)
     monkeypatch.undo()
