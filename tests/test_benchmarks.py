@@ -228,3 +228,33 @@ def test_bench_inference_quick_writes_its_json(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "inference" and not doc["wrong"]
     assert set(doc["results"]) >= {"layerwise-python", "numpy"}
+
+
+def test_bench_search_quick_measures_every_part(tmp_path):
+    """bench_search --quick end to end on a 600 / 300 cut of MNIST: every part records what
+    issue 17's targets are judged on."""
+    pytest.importorskip("optuna", reason="Optuna is in the optional 'search' extra")
+    if not os.environ.get("LAYERWISE_DATA"):
+        pytest.skip("LAYERWISE_DATA is unset (the MNIST IDX directory)")
+    out = tmp_path / "search.json"
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "bench_search.py"), "all", "--quick",
+                           "--out", str(tmp_path / "out"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    runs = doc["pruning"]["runs"]
+    assert runs["none"]["pruned"] == 0 and runs["none"]["trials"] == runs["median"]["trials"] == 4
+    assert runs["median"]["epochs_total"] <= runs["none"]["epochs_total"] == 4 * 3
+    assert doc["pruning"]["epochs_saved_fraction"] == pytest.approx(
+        1 - runs["median"]["epochs_total"] / runs["none"]["epochs_total"], abs=1e-4)
+    for workload in ("fixed", "mixed"):
+        times = doc["workers"][workload]
+        assert all(positive_finite(times[k]) for k in ("one_worker_all_threads", "one_worker_one_thread",
+                                                        "two_workers_one_thread"))
+    assert len(doc["workers"]["mixed"]["configs"]) == 2
+    head = doc["headline"]
+    assert head["trials"] >= 1 and head["complete"] >= 1 and 0 <= head["best_value"] <= 100
+    assert (tmp_path / "out" / "headline" / "best.json").exists()
+    topo = doc["topology"]
+    assert 0 <= topo["units_removed_fraction"] < 1 and sum(topo["hidden_after"]) <= sum(topo["hidden_before"])
+    assert doc["machine"]["cpu_model"] and positive_finite(doc["machine"]["probes"]["layerwise"]["fma_gflops_1_thread"])

@@ -99,7 +99,7 @@ def test_search_in_memory_reports_every_epoch_and_writes_outputs(data, tmp_path)
     assert 0.0 <= result.test_error <= 100.0
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["best_value"] == study_values and best["best_params"] == result.best_params
-    for name in ("best_net.npz", "history.png", "pareto.png"):
+    for name in ("best_net.npz", "history.png", "pareto.png", "pruning.png"):
         assert (tmp_path / name).stat().st_size > 0
     net = nn.load(tmp_path / "best_net.npz")
     # The saved net is the best trial's: its validation error is the objective value, and
@@ -129,6 +129,18 @@ def test_hyperband_search_counts_trials_and_epochs(data):
     assert result.pruned == sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
     assert result.epochs_total == sum(len(t.intermediate_values) for t in trials)
     assert result.best_value == min(t.value for t in trials if t.value is not None)
+
+
+def test_random_sampler_draws_the_same_configs_whatever_the_pruner(data):
+    # The pruning A/B of benchmarks/bench_search.py relies on this: same seed, same trials.
+    runs = [search.run(data, trials=5, space=tiny_space(), pruner=p, sampler="random", sampler_seed=7,
+                       plots=False, log=None) for p in ("none", "median")]
+    params = [[t.params for t in r.study.trials] for r in runs]
+    assert params[0] == params[1]
+    assert runs[0].pruned == 0 and runs[0].epochs_total == 5 * 3
+    assert runs[1].epochs_total <= runs[0].epochs_total
+    with pytest.raises(search.SearchError, match="sampler"):
+        search.open_study(tiny_space(), sampler="grid")
 
 
 def test_best_trial_is_reproducible_from_its_parameters(data):
@@ -205,7 +217,8 @@ def test_cli_search_runs_and_reports_user_errors_in_one_line(tiny_dir, tmp_path,
     for args, message in [(["--storage", "redis://x"], "unknown storage URL"),
                           (["--storage", "postgresql://u@127.0.0.1:1/db"], "cannot open"),
                           (["--space", str(tmp_path / "nope.json")], "no such file"),
-                          (["--trials", "0"], "trials")]:
+                          (["--trials", "0"], "trials"),
+                          (["--seed", "-1"], "seed")]:
         rc = cli.main(["search", "--data", str(tiny_dir), "--split", "160,80", "--trials", "1", *args,
                        "--out", str(out), "--no-plots"])
         err = capsys.readouterr().err.strip()

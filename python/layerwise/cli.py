@@ -6,6 +6,7 @@
                                      ``layerwise robustness --nets DIR``
     layerwise search [...]           Optuna search over topologies and hyperparameters
     layerwise tune [...]             time GEMM cache blockings, keep the fastest
+    layerwise make-digits --out DIR  a second digit dataset in MNIST's IDX layout (layerwise.digits)
 
 User errors (bad options, missing data, an unwritable --out, ...) are one line on stderr
 and exit status 2; Ctrl-C is one line and exit status 130.
@@ -42,6 +43,28 @@ def _tune_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _digits_arguments(p: argparse.ArgumentParser) -> None:
+    from .experiments.arguments import non_negative_int, positive_int
+
+    p.add_argument("--out", metavar="DIR", required=True, help="folder for the four MNIST-named IDX files")
+    p.add_argument("--train", type=positive_int, default=60000, metavar="N", help="training-file images (60000)")
+    p.add_argument("--test", type=positive_int, default=10000, metavar="N", help="test-file images (10000)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+
+
+def _digits_main(args: argparse.Namespace) -> int:
+    from . import digits
+    from .experiments import ExperimentError
+
+    try:
+        out = digits.build_digits_idx(args.out, n_train=args.train, n_test=args.test, seed=args.seed)
+        shapes = digits.file_shapes(out)
+    except (ImportError, OSError, ValueError) as e:
+        raise ExperimentError(" ".join(str(e).split())) from None
+    print(json.dumps({"path": str(out), "shapes": {k: list(v) for k, v in shapes.items()}}))
+    return 0
+
+
 def _search_main(args: argparse.Namespace) -> int:
     from . import search
 
@@ -51,7 +74,7 @@ def _search_main(args: argparse.Namespace) -> int:
 def commands():
     """Every subcommand but ``info``: the registered experiments, then the tools. Each entry
     has the registry's fields (name, help, configure, main, description, epilog)."""
-    from . import search
+    from . import digits, search
     from .experiments import EXPERIMENTS, Experiment
 
     tools = [
@@ -60,6 +83,9 @@ def commands():
                    description=(search.__doc__ or "").split("\n\n")[0]),
         Experiment(name="tune", help="time candidate GEMM cache blockings (about a minute) and store the fastest",
                    configure=_tune_arguments, main=_tune_main),
+        Experiment(name="make-digits", help="build a second digit dataset (IDX) from scikit-learn's 8x8 digits",
+                   configure=_digits_arguments, main=_digits_main,
+                   description=(digits.__doc__ or "").split("\n\n")[0]),
     ]
     return {**EXPERIMENTS, **{t.name: t for t in tools}}
 

@@ -453,12 +453,23 @@ def _pruner(name, epochs):
     raise SearchError(f"pruner: expected median, hyperband or none, got {name!r}")
 
 
-def open_study(space, *, storage=None, study=None, pruner="median", epochs=20, sampler_seed=None):
+def _sampler(name, seed):
+    # "random" draws the same configs in the same order for a given seed whatever the
+    # trials return, which is what an A/B of pruners needs; "tpe" learns from them.
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SearchError(f"sampler: expected tpe or random, got {name!r}")
+
+
+def open_study(space, *, storage=None, study=None, pruner="median", epochs=20, sampler_seed=None, sampler="tpe"):
     """Creates or loads the study ``study`` in ``storage`` (a URL or None). A study that
-    exists already must have been created with the same space (SearchError otherwise)."""
+    exists already must have been created with the same space (SearchError otherwise).
+    sampler: "tpe" (default) or "random"."""
     store = make_storage(storage)
     name = study or "layerwise"
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed)
+    sampler = _sampler(sampler, sampler_seed)
     try:
         s = optuna.create_study(storage=store, study_name=name, direction="minimize", load_if_exists=True,
                                 sampler=sampler, pruner=_pruner(pruner, epochs))
@@ -550,8 +561,9 @@ def _save_net(net, path):
 
 
 def _figures(study, out):
-    """Optimization history, parameter importances and the Pareto front of validation error vs
-    parameter count (Optuna's matplotlib plots); returns the files written."""
+    """Optimization history, the per-epoch validation curves (pruning.png), parameter importances
+    and the Pareto front of validation error vs parameter count (Optuna's matplotlib plots);
+    returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -579,6 +591,14 @@ def _draw(study, out, plt, ovm, written):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         save(ovm.plot_optimization_history(study), "history.png")
+    if any(t.intermediate_values for t in study.trials):
+        # Each trial's validation error per epoch: pruned trials' curves end early.
+        ax = ovm.plot_intermediate_values(study)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation error (%)")
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        save(ax, "pruning.png")
     if len(complete) >= 2:
         try:
             save(ovm.plot_param_importances(study), "importances.png")
@@ -601,21 +621,23 @@ def _epochs_of(t):
 
 
 def run(data, *, trials=None, timeout=None, storage=None, study=None, space=None, out=None, pruner="median",
-        device="cpu", reproduce_best=False, plots=True, sampler_seed=None, log=print) -> SearchResult:
+        device="cpu", reproduce_best=False, plots=True, sampler_seed=None, sampler="tpe", log=print) -> SearchResult:
     """Runs ``trials`` trials (this process's share; None: until ``timeout`` seconds) on
     ``data`` (a datasets.Dataset), then evaluates the study's best trial on the test set once.
 
     space: a Space (default Space()) or a ``space(trial) -> config`` function. out: a
     folder for best.json, best_net.npz (nn.save format) and the figures.
     reproduce_best: retrain the best trial from its stored parameters even when this
-    process holds its net, and record that run's validation error."""
+    process holds its net, and record that run's validation error.
+    sampler / sampler_seed: Optuna's TPE ("tpe") or random ("random") sampler and its seed."""
     space = Space() if space is None else space
     if not (isinstance(space, Space) or callable(space)):
         raise SearchError(f"space: expected a Space or a space(trial) function, got {type(space).__name__}")
     if trials is None and timeout is None:
         raise SearchError("trials: give a number of trials, a timeout, or both")
     epochs = space.epochs if isinstance(space, Space) else 20
-    s = open_study(space, storage=storage, study=study, pruner=pruner, epochs=epochs, sampler_seed=sampler_seed)
+    s = open_study(space, storage=storage, study=study, pruner=pruner, epochs=epochs, sampler_seed=sampler_seed,
+                   sampler=sampler)
     kept = {}
     objective = make_objective(data, space, device=device, keep_best=kept)
 
@@ -681,6 +703,9 @@ def add_arguments(parser):
     parser.add_argument("--space", metavar="FILE", default=None,
                         help="JSON of Space fields narrowing the default space, or a .py file with space(trial)")
     parser.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
+                        help="Optuna sampler (default tpe; random draws the same configs for a given --seed)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N", help="sampler seed (default: random)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="where to write best.json, best_net.npz and figures (default: results/search-STUDY)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -711,6 +736,8 @@ def main(args) -> int:
             raise SearchError(f"timeout: expected a positive number of seconds, got {args.timeout}")
         if args.threads is not None:
             ops.set_num_threads(args.threads)
+        if args.seed is not None and args.seed < 0:
+            raise SearchError(f"seed: expected a non-negative integer, got {args.seed}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI prints its own line per trial
         space = load_space(args.space) if args.space else Space()
         split = _split(args.split)
@@ -724,6 +751,7 @@ def main(args) -> int:
         out = args.out if args.out is not None else f"results/search-{args.study or 'layerwise'}"
         result = run(data, trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study,
                      space=space, out=out, pruner=args.pruner, device=args.device, plots=not args.no_plots,
+                     sampler=args.sampler, sampler_seed=args.seed,
                      log=lambda m: print(m, file=sys.stderr))
     except SearchError as e:
         print(f"layerwise: error: {e}", file=sys.stderr)
