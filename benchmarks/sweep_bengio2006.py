@@ -137,8 +137,8 @@ def main(argv=None):
         spec = {"kind": kind, "sizes": sizes, "seed": args.seed, "pretrain": hp_pre.get("pretrain"),
                 "init": base["init"], "n_train": preset.n_train}
         path = os.path.join(args.cache, hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16] + ".npz")
-        seconds = 0.0
-        if not os.path.exists(path):
+        seconds, cached = 0.0, os.path.exists(path)
+        if not cached:
             t0 = time.perf_counter()
             if kind is None:
                 net = nn.mlp(sizes, init=base["init"], seed=args.seed)
@@ -146,11 +146,11 @@ def main(argv=None):
                 net, _ = exp.pretrain(kind, sizes, data, hp_pre, seed=args.seed)
             seconds = time.perf_counter() - t0
             nn.save(net, path)
-        return path, hp_pre, seconds
+        return path, hp_pre, seconds, cached
 
     def objective(trial):
         pre, ft = _point(trial, pretrain_grid, finetune_grid)
-        path, hp_pre, pre_seconds = pretrained(pre)
+        path, hp_pre, pre_seconds, pre_cached = pretrained(pre)
         hp = {**hp_pre, **ft}
         t0 = time.perf_counter()
         net, hist = exp.finetune(nn.load(path), data, hp, seed=args.seed)
@@ -161,7 +161,7 @@ def main(argv=None):
         rec = {"row": args.row, "sizes": sizes, "seed": args.seed, "pretrain": pre, "finetune": ft,
                "valid_error": errs["valid"], "valid_last10": float(np.mean(v[-10:])) if v else None,
                "best_epoch": hist.best_epoch, "train_error": errs["train"], "test_error": errs["test"],
-               "pretrain_seconds": round(pre_seconds, 1), "finetune_seconds": round(seconds, 1)}
+               "pretrain_cached": pre_cached, "pretrain_seconds": round(pre_seconds, 3), "finetune_seconds": round(seconds, 1)}
         for k, value in rec.items():
             trial.set_user_attr(k, value)
         print(f"{json.dumps(pre)} {json.dumps(ft)}: valid {rec['valid_error']:.2f} "

@@ -186,6 +186,23 @@ def test_invalid_net_from_a_user_space_fails_one_trial_and_keeps_the_others(data
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
+def test_a_diverging_trial_is_failed_with_its_reason_and_the_search_goes_on(data, tmp_path):
+    def space(trial):
+        lr = trial.suggest_float("lr", 1e30, 1e30) if trial.number == 1 else 0.1  # float32 overflow: nan
+        return {"hidden": [8], "activation": "relu", "pretraining": "none", "optimizer": "sgd", "lr": lr,
+                "batch_size": 16, "epochs": 2}
+
+    lines = []
+    result = search.run(data, trials=3, space=space, plots=False, log=lines.append)
+    states = [t.state for t in result.study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                      optuna.trial.TrialState.COMPLETE]
+    assert (result.trials, result.complete, result.failed) == (3, 2, 1)
+    assert "became nan" in result.study.trials[1].user_attrs["failure"]
+    assert "trial 1: fail" in lines[1] and "lr 1e+30" in lines[1]
+    assert result.best_trial in (0, 2) and np.isfinite(result.test_error)
+
+
 def test_database_lost_mid_search_is_one_error_and_keeps_finished_trials(data, tmp_path):
     def space(trial):
         if trial.number == 1:

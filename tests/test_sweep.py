@@ -51,6 +51,8 @@ def test_smoke_sweep_caches_pretraining_and_is_deterministic(tmp_path, capsys):
     # each run visits both grid points once (the GridSampler's order, the same for the same seed)
     assert sorted(r["finetune"]["lr"] for r in recs[:2]) == [0.1, 0.3]
     assert [r["finetune"] for r in recs[:2]] == [r["finetune"] for r in recs[2:]]
+    # the first visit trains the pretrained net, every later one loads it from the cache
+    assert [r["pretrain_cached"] for r in recs] == [False, True, True, True]
     assert recs[0]["pretrain_seconds"] > 0 and recs[2]["pretrain_seconds"] == 0
     for r in recs:
         assert r["row"] == "dbn" and r["sizes"] == [784, 64, 64, 64, 10]

@@ -339,7 +339,13 @@ def make_objective(data, space, *, device="cpu", keep_best=None):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at validation error {err:.3f}")
 
-        net, history = train_config(config, data, on_epoch=on_epoch, device=device)
+        try:
+            net, history = train_config(config, data, on_epoch=on_epoch, device=device)
+        except train.TrainingDiverged as e:
+            # a rate too high for its config is a finding about the space, not a crash:
+            # the trial is recorded as failed, with the reason, and the study goes on
+            trial.set_user_attr("failure", str(e))
+            raise
         value = float(min(history.valid_error))
         trial.set_user_attr("n_params", n_parameters(net))
         if keep_best is not None and ("value" not in keep_best or value < keep_best["value"]):
@@ -645,10 +651,12 @@ def run(data, *, trials=None, timeout=None, storage=None, study=None, space=None
         if log is not None:
             log(f"trial {trial.number}: {trial.state.name.lower()}"
                 + (f", validation error {trial.value:.2f}%" if trial.value is not None else "")
-                + f" after {_epochs_of(trial)} epoch(s)")
+                + f" after {_epochs_of(trial)} epoch(s)"
+                + (f" ({trial.user_attrs['failure']})" if "failure" in trial.user_attrs else ""))
 
     try:
-        s.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[progress], gc_after_trial=False)
+        s.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[progress], gc_after_trial=False,
+                   catch=(train.TrainingDiverged,))
         all_trials = s.trials
     except SearchError:
         raise
