@@ -207,29 +207,39 @@ def part_workers(args, out):
 
 
 def topology_worker(payload):
-    """Trains the preset's row, then prunes it; runs in its own process."""
+    """Prunes one net (a bengio2006 row trained here, or a saved net such as a search
+    winner) on the full preset's 50k / 10k / 10k split; runs in its own process."""
     H.set_worker_threads(payload["threads"])
-    from layerwise import topology, train
+    from layerwise import nn, topology, train
     from layerwise.experiments import bengio2006 as B
 
     _, data = B.load_data(payload["preset"], payload["data"])
     t0 = time.perf_counter()
-    row, net, _ = B.train_row(payload["preset"], payload["row"], data, seed=0)
+    if payload.get("net"):
+        net = nn.load(payload["net"])
+        source = {"net": payload["net"]}
+    else:
+        row, net, _ = B.train_row(payload["preset"], payload["row"], data, seed=0)
+        source = {"preset": payload["preset"], "row": payload["row"]}
     train_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = topology.prune_units(net, data["X_valid"], data["y_valid"], X_train=data["X_train"],
-                                  y_train=data["y_train"], fraction=payload["fraction"], tolerance=0.1,
-                                  stop_margin=payload["stop_margin"], max_rounds=payload["max_rounds"],
-                                  log=lambda m: print(m, file=sys.stderr, flush=True))
-    prune_seconds = time.perf_counter() - t0
+    test_before = float(train.error_rate(net, data["X_test"], data["y_test"]))
+    os.makedirs(payload["out"], exist_ok=True)
+    with open(os.path.join(payload["out"], "log.txt"), "w") as log_file:
+        t0 = time.perf_counter()
+        result = topology.prune_units(net, data["X_valid"], data["y_valid"], X_train=data["X_train"],
+                                      y_train=data["y_train"], fraction=payload["fraction"], tolerance=0.1,
+                                      stop_margin=payload["stop_margin"], max_rounds=payload["max_rounds"],
+                                      finetune_epochs=payload["finetune_epochs"], lr=payload["lr"],
+                                      log=lambda m: print(m, file=log_file, flush=True))
+        prune_seconds = time.perf_counter() - t0
     result.save(payload["out"])
-    return {"preset": payload["preset"], "row": payload["row"], "train_seconds": round(train_seconds, 1),
-            "prune_seconds": round(prune_seconds, 1), "hidden_before": list(row["architecture"][1:-1]),
-            "hidden_after": topology.hidden_sizes(result.net),
+    return {**source, "train_seconds": round(train_seconds, 1), "prune_seconds": round(prune_seconds, 1),
+            "fraction": payload["fraction"], "finetune_epochs": payload["finetune_epochs"], "lr": payload["lr"],
+            "hidden_before": topology.hidden_sizes(net), "hidden_after": topology.hidden_sizes(result.net),
             "units_removed_fraction": round(result.units_removed_fraction, 4),
             "valid_error_before": result.baseline_error,
             "valid_error_after": float(train.error_rate(result.net, data["X_valid"], data["y_valid"])),
-            "test_error_before": row["test_error"],
+            "test_error_before": test_before,
             "test_error_after": float(train.error_rate(result.net, data["X_test"], data["y_test"])),
             "params_before": result.curve[0]["n_params"],
             "params_after": int(sum(p.data.size for p in result.net.parameters())),
@@ -237,11 +247,52 @@ def topology_worker(payload):
 
 
 def part_topology(args, out):
-    d = os.path.join(out, "topology")
-    payload = {"preset": "smoke" if args.quick else "full", "row": args.row, "data": args.data, "out": d,
-               "threads": args.threads, "fraction": 0.1, "stop_margin": 0.3 if not args.quick else 1.0,
-               "max_rounds": 12 if not args.quick else 2}
-    return H.run_worker(__file__, "topology_worker", payload, H.worker_env(args.threads), timeout=4 * 3600)
+    """The full preset's row, and the headline search's winner when its best_net.npz exists."""
+    base = {"preset": "smoke" if args.quick else "full", "data": args.data, "threads": args.threads,
+            "fraction": args.prune_fraction, "finetune_epochs": 1 if args.quick else args.prune_epochs,
+            "lr": args.prune_lr, "stop_margin": 1.0 if args.quick else 0.3,
+            "max_rounds": 2 if args.quick else args.prune_rounds}
+    jobs = {"row": dict(base, row=args.row, out=os.path.join(out, "topology"))}
+    winner = args.search_net or os.path.join(out, "headline", "best_net.npz")
+    if os.path.exists(winner):
+        jobs["search_winner"] = dict(base, net=os.path.abspath(winner), out=os.path.join(out, "topology-search"))
+    result = {}
+    for name, payload in jobs.items():
+        result[name] = H.run_worker(__file__, "topology_worker", payload, H.worker_env(args.threads),
+                                    timeout=4 * 3600)
+        log(f"topology {name}: {result[name]['hidden_before']} -> {result[name]['hidden_after']}, "
+            f"valid {result[name]['valid_error_before']:.2f} -> {result[name]['valid_error_after']:.2f} %")
+    result["figure"] = _plot_pruning_curves(result, os.path.join(out, "topology.png"))
+    return result
+
+
+def _plot_pruning_curves(results, path):
+    """Validation error against hidden units kept, one line per pruned net, with each
+    net's tolerance band; returns the path, or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    labels = {"row": "bengio2006 full, deep no pretraining", "search_winner": "30-min search winner"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, r in results.items():
+        units = [c["units"] for c in r["curve"]]
+        errors = [c["valid_error"] for c in r["curve"]]
+        line, = ax.plot(units, errors, "o-", label=f"{labels.get(name, name)} ({r['hidden_before']})")
+        ax.axhline(r["valid_error_before"] + 0.1, color=line.get_color(), ls=":", lw=1)
+        kept = sum(r["hidden_after"])
+        ax.plot([kept], [r["valid_error_after"]], "*", ms=14, color=line.get_color())
+    ax.invert_xaxis()
+    ax.set_xlabel("hidden units kept (pruning rounds go right)")
+    ax.set_ylabel("validation error (%)")
+    ax.set_title("topology.prune_units: error vs units kept\n(dotted: original + 0.1 points; star: result)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None):
@@ -256,6 +307,14 @@ def main(argv=None):
     p.add_argument("--worker-split", default="20000,10000", help="split of the workers part")
     p.add_argument("--worker-trials", type=int, default=8, help="trials of the workers part (even)")
     p.add_argument("--row", default="deep_no_pretraining", help="bengio2006 row the topology part prunes")
+    p.add_argument("--search-net", default=None,
+                   help="saved net the topology part also prunes (default: OUT/headline/best_net.npz if present)")
+    p.add_argument("--prune-fraction", type=float, default=0.05, help="share of the hidden units removed per round")
+    p.add_argument("--prune-epochs", type=int, default=2, help="fine-tuning epochs after each pruning round")
+    p.add_argument("--prune-lr", type=float, default=0.01,
+                   help="fine-tuning rate (momentum 0.9): near the trained nets' final rates, so a round's "
+                        "fine-tuning repairs the net without shaking it out of its minimum")
+    p.add_argument("--prune-rounds", type=int, default=14, help="most pruning rounds")
     p.add_argument("--threads", type=int, default=H.DEFAULT_THREADS)
     p.add_argument("--quick", action="store_true", help="tiny split and space: proves the script runs")
     p.add_argument("--out", default="results/bench_search", help="folder for figures, best.json files, logs")

@@ -255,6 +255,10 @@ def test_bench_search_quick_measures_every_part(tmp_path):
     head = doc["headline"]
     assert head["trials"] >= 1 and head["complete"] >= 1 and 0 <= head["best_value"] <= 100
     assert (tmp_path / "out" / "headline" / "best.json").exists()
-    topo = doc["topology"]
-    assert 0 <= topo["units_removed_fraction"] < 1 and sum(topo["hidden_after"]) <= sum(topo["hidden_before"])
+    nets = {k: v for k, v in doc["topology"].items() if k not in ("measured_utc", "quick", "figure")}
+    assert doc["topology"]["figure"].endswith("topology.png") and os.path.exists(doc["topology"]["figure"])
+    assert set(nets) == {"row", "search_winner"}  # the headline's winner is pruned too
+    for topo in nets.values():
+        assert 0 <= topo["units_removed_fraction"] < 1 and sum(topo["hidden_after"]) <= sum(topo["hidden_before"])
+        assert topo["curve"][0]["units"] == sum(topo["hidden_before"]) and len(topo["curve"]) == topo["rounds"] + 1
     assert doc["machine"]["cpu_model"] and positive_finite(doc["machine"]["probes"]["layerwise"]["fma_gflops_1_thread"])

@@ -1,4 +1,6 @@
 """layerwise.topology: saliency (float64 finite differences), physical unit removal, pruning rounds."""
+import os
+
 import numpy as np
 import pytest
 
@@ -87,7 +89,14 @@ def test_prune_units_shrinks_within_tolerance_and_result_round_trips(tmp_path):
     assert result.units_removed_fraction == pytest.approx(1 - kept / 40)
     assert any(c["units"] == kept for c in curve)
 
-    result.save(tmp_path / "pruned")
+    old = os.umask(0o022)
+    try:
+        result.save(tmp_path / "pruned")
+    finally:
+        os.umask(old)
+    # written atomically, with the permissions a plain open() would give (not mkstemp's 0600)
+    assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "pruned").iterdir()} == {
+        "net.npz": 0o644, "pruning.json": 0o644}
     loaded = topology.PruneResult.load(tmp_path / "pruned")
     assert loaded.curve == curve and topology.hidden_sizes(loaded.net) == topology.hidden_sizes(result.net)
     x = Xv.astype(np.float32)

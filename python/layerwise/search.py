@@ -31,7 +31,6 @@ import json
 import math
 import os
 import socket
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     optuna = None
 
 from . import nn, optim, pretrain, train
+from .atomic import write_atomic, write_atomic_path
 
 __all__ = ["Space", "SearchError", "SearchResult", "open_study", "make_objective", "train_config", "run",
            "load_space", "reproduce", "pareto_front", "PRETRAININGS"]
@@ -535,35 +535,8 @@ def pareto_front(study):
     return [t for _, _, t in sorted(front, key=lambda p: p[1])]
 
 
-def _atomic_write(path, write):
-    """Writes ``path`` through ``write(file object)`` into a temp file in the same folder,
-    fsyncs it and renames it into place (a reader never sees a half-written file)."""
-    _atomic_path(path, lambda tmp: _write_file(tmp, write))
-
-
-def _write_file(path, write):
-    with open(path, "wb") as f:
-        write(f)
-
-
-def _atomic_path(path, write_to):
-    """Like _atomic_write, for writers that take a path (``write_to(temp path)``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write_to(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_net(net, path):
-    _atomic_path(path, lambda tmp: nn.save(net, tmp))
+    write_atomic_path(path, lambda tmp: nn.save(net, tmp))
 
 
 def _figures(study, out):
@@ -590,7 +563,7 @@ def _draw(study, out, plt, ovm, written):
         fig = (ax[0] if isinstance(ax, np.ndarray) else ax).figure
         fig.tight_layout()
         path = Path(out) / name
-        _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120))
         plt.close(fig)
         written.append(str(path))
 
@@ -692,7 +665,7 @@ def run(data, *, trials=None, timeout=None, storage=None, study=None, space=None
         if plots:
             result.figures = _figures(s, out)
         payload = json.dumps(result.to_dict(), indent=2, default=float).encode()
-        _atomic_write(out / "best.json", lambda f: f.write(payload))
+        write_atomic(out / "best.json", lambda f: f.write(payload))
     return result
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List
@@ -32,6 +30,7 @@ from typing import List
 import numpy as np
 
 from . import nn, train
+from .atomic import write_json_atomic
 from .nn import to_device
 
 __all__ = ["unit_saliency", "remove_units", "prune_units", "PruneResult", "hidden_sizes"]
@@ -176,13 +175,7 @@ class PruneResult:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         nn.save(self.net, directory / "net.npz")
-        text = json.dumps(self.to_dict(), indent=2)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pruning.json.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / "pruning.json")
+        write_json_atomic(directory / "pruning.json", self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, directory):

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import types
 import time
 import warnings
@@ -32,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from . import _core
+from .atomic import write_json_atomic
 
 FORMAT = "layerwise-tune-1"
 _SHAPES = {"batch": _core.GEMM_SHAPES["batch"], "square": _core.GEMM_SHAPES["square"]}
@@ -158,19 +158,8 @@ def _threads() -> int:
 
 
 def _write_atomic(path: str, record: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tune-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_json_atomic(path, record)
 
 
 def _validated(record, info) -> dict:
