@@ -185,8 +185,8 @@ class PruneResult:
                    tolerance=meta["tolerance"], curve=meta["curve"])
 
 
-def prune_units(net, X_val, y_val, *, X_train=None, y_train=None, fraction=0.1, tolerance=0.1, stop_margin=1.0,
-                max_rounds=50, confirm=2.0, finetune_epochs=1, lr=0.05, momentum=0.9, batch_size=64,
+def prune_units(net, X_val, y_val, *, X_train=None, y_train=None, fraction=0.05, tolerance=0.1, stop_margin=1.0,
+                max_rounds=50, confirm=2.0, finetune_epochs=2, lr=0.01, momentum=0.9, batch_size=64,
                 loss="softmax_cross_entropy", seed=0, log=None) -> PruneResult:
     """Removes hidden units round by round; returns a PruneResult.
 
@@ -198,6 +198,11 @@ def prune_units(net, X_val, y_val, *, X_train=None, y_train=None, fraction=0.1, 
     ``batch_size``) on (X_train, y_train) when given. Stops when the validation error
     exceeds the original's by more than ``stop_margin``, after ``max_rounds`` rounds, or
     when every layer is down to one unit. ``confirm=0`` trusts the saliency alone.
+
+    The defaults are what bench_search measured on MNIST nets: fine-tuning at a rate
+    near the end of the nets' own schedules (0.01 with momentum 0.9) repairs a round's
+    damage, while 0.05 shook a trained 784-500-500-500 net out of its minimum so that no
+    round stayed within 0.1 points; 5 % per round with 2 epochs removed 40-51 % in 14 rounds.
 
     The input net is not modified."""
     _layers(net)
