@@ -254,3 +254,28 @@ def test_readme_full_table_matches_the_committed_run():
                                                     round(row["test_error"], 2)), row["name"]
         assert paper_test == bengio2006.PAPER[row["name"]][2]
         assert cells[5] == f"{row['seconds']:.0f} s"
+
+
+def test_readme_record_and_digits_tables_match_the_committed_runs():
+    """The README's record row and second-dataset table quote their committed results.json."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+
+    def cells(line):
+        return [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+
+    rec = json.loads((root / "benchmarks" / "bengio2006-record" / "results.json").read_text())
+    assert rec["preset"] == "record" and rec["complete"] and [r["name"] for r in rec["rows"]] == ["dbn"]
+    row = rec["rows"][0]
+    line = next(ln for ln in readme.splitlines() if ln.startswith("| DBN + dropout fine-tuning"))
+    c = cells(line)
+    assert [float(v) for v in c[1:4]] == [round(row[k], 2) for k in ("train_error", "valid_error", "test_error")]
+    assert c[5] == f"{row['seconds']:,.0f} s"
+
+    dig = json.loads((root / "benchmarks" / "bengio2006-quick-digits" / "results.json").read_text())
+    assert dig["preset"] == "quick" and [r["name"] for r in dig["rows"]] == ROWS
+    section = readme.split("**The same preset on other data.**", 1)[1]
+    table = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln][1:1 + len(ROWS)]
+    for line, row in zip(table, dig["rows"]):
+        assert [float(v) for v in cells(line)[1:4]] == [
+            round(row[k], 2) for k in ("train_error", "valid_error", "test_error")], row["name"]

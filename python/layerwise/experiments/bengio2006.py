@@ -200,7 +200,7 @@ PRESETS: Dict[str, Preset] = {
         pretrain=_pre(supervised=dict(epochs_per_layer=10),
                       autoencoder=dict(epochs_per_layer=40, lr=0.01, noise=0.25),
                       rbm=dict(epochs_per_layer=50, lr=0.05, final_momentum=0.9, momentum_switch=5)),
-        notes="not yet run (hours); the values follow Srivastava et al. 2014 and are not tuned on validation "
+        notes="first run: 1.39 % test in 55 min on 2 Zen 4 cores; the values follow Srivastava et al. 2014, not tuned "
               "here -- see docs/bengio2006.md",
     ),
 }
