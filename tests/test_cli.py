@@ -238,6 +238,11 @@ def test_save_all_writes_pngs(tmp_path):
         assert Path(path).read_bytes()[:4] == b"\x89PNG"
 
 
+def _table_cells(line):
+    """The cells of one markdown table row, bold markers removed."""
+    return [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+
+
 def test_readme_full_table_matches_the_committed_run():
     """The README's measured table quotes benchmarks/bengio2006-full/results.json, row for row."""
     root = Path(__file__).resolve().parents[1]
@@ -248,7 +253,7 @@ def test_readme_full_table_matches_the_committed_run():
     table = lines[:len(ROWS)]
     assert len(table) == len(ROWS)
     for line, row in zip(table, res["rows"]):
-        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        cells = _table_cells(line)
         train_err, valid_err, test_err, paper_test = (float(c) for c in cells[1:5])
         assert (train_err, valid_err, test_err) == (round(row["train_error"], 2), round(row["valid_error"], 2),
                                                     round(row["test_error"], 2)), row["name"]
@@ -260,10 +265,7 @@ def test_readme_record_and_digits_tables_match_the_committed_runs():
     """The README's record row and second-dataset table quote their committed results.json."""
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
-
-    def cells(line):
-        return [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
-
+    cells = _table_cells
     rec = json.loads((root / "benchmarks" / "bengio2006-record" / "results.json").read_text())
     assert rec["preset"] == "record" and rec["complete"] and [r["name"] for r in rec["rows"]] == ["dbn"]
     row = rec["rows"][0]

@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     optuna = None
 
 from . import nn, optim, pretrain, train
-from .atomic import write_atomic, write_atomic_path
+from .atomic import write_atomic
 
 __all__ = ["Space", "SearchError", "SearchResult", "open_study", "make_objective", "train_config", "run",
            "load_space", "reproduce", "pareto_front", "PRETRAININGS"]
@@ -535,10 +535,6 @@ def pareto_front(study):
     return [t for _, _, t in sorted(front, key=lambda p: p[1])]
 
 
-def _save_net(net, path):
-    write_atomic_path(path, lambda tmp: nn.save(net, tmp))
-
-
 def _figures(study, out):
     """Optimization history, the per-epoch validation curves (pruning.png), parameter importances
     and the Pareto front of validation error vs parameter count (Optuna's matplotlib plots);
@@ -661,7 +657,7 @@ def run(data, *, trials=None, timeout=None, storage=None, study=None, space=None
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _save_net(net, out / "best_net.npz")
+        nn.save(net, out / "best_net.npz")  # atomic itself
         if plots:
             result.figures = _figures(s, out)
         payload = json.dumps(result.to_dict(), indent=2, default=float).encode()
