@@ -265,12 +265,11 @@ def test_readme_record_and_digits_tables_match_the_committed_runs():
     """The README's record row and second-dataset table quote their committed results.json."""
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
-    cells = _table_cells
     rec = json.loads((root / "benchmarks" / "bengio2006-record" / "results.json").read_text())
     assert rec["preset"] == "record" and rec["complete"] and [r["name"] for r in rec["rows"]] == ["dbn"]
     row = rec["rows"][0]
     line = next(ln for ln in readme.splitlines() if ln.startswith("| DBN + dropout fine-tuning"))
-    c = cells(line)
+    c = _table_cells(line)
     assert [float(v) for v in c[1:4]] == [round(row[k], 2) for k in ("train_error", "valid_error", "test_error")]
     assert c[5] == f"{row['seconds']:,.0f} s"
 
@@ -279,5 +278,5 @@ def test_readme_record_and_digits_tables_match_the_committed_runs():
     section = readme.split("**The same preset on other data.**", 1)[1]
     table = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln][1:1 + len(ROWS)]
     for line, row in zip(table, dig["rows"]):
-        assert [float(v) for v in cells(line)[1:4]] == [
+        assert [float(v) for v in _table_cells(line)[1:4]] == [
             round(row[k], 2) for k in ("train_error", "valid_error", "test_error")], row["name"]
